@@ -1,0 +1,103 @@
+"""Models: an MLP, a small CNN and a low-resolution ResNet-18.
+
+Every model is a stack of blocks followed by a linear head, so that methods can
+read any layer: ``embed(x)`` gives the penultimate features, ``layer_outputs(x)``
+every block's output (flattened) and finally the logits.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import UnknownName
+
+
+class BlockNet(nn.Module):
+    def __init__(self, blocks: list[nn.Module], head: nn.Linear):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for block in self.blocks:
+            x = block(x)
+            outputs.append(x.flatten(1))
+        outputs.append(self.head(x.flatten(1)))
+        return outputs
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def mlp(input_shape, num_classes: int, hidden=(256, 256), activation: str = "relu") -> BlockNet:
+    width = math.prod(input_shape)
+    blocks = []
+    for i, h in enumerate(hidden):
+        layers = [nn.Flatten()] if i == 0 else []
+        blocks.append(nn.Sequential(*layers, nn.Linear(width, h), ACTIVATIONS[activation]()))
+        width = h
+    if not blocks:
+        blocks.append(nn.Flatten())
+    return BlockNet(blocks, nn.Linear(width, num_classes))
+
+
+def small_cnn(input_shape, num_classes: int, width: int = 32, activation: str = "relu") -> BlockNet:
+    """Three 3x3 conv blocks (width, 2*width, 4*width) and global average pooling.
+    No batch norm, so per-sample gradients and stacked training need no buffers."""
+    channels = input_shape[0]
+    act = ACTIVATIONS[activation]
+    blocks = [
+        nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), act()),
+        nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), act(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, padding=1), act(), nn.AdaptiveAvgPool2d(1)),
+    ]
+    return BlockNet(blocks, nn.Linear(4 * width, num_classes))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18(input_shape, num_classes: int, width: int = 64) -> BlockNet:
+    """ResNet-18 for 32x32 inputs (3x3 stem, no max-pool), as in the CIFAR literature."""
+    channels = input_shape[0]
+    stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+    blocks, c = [stem], width
+    for i, c_out in enumerate([width, 2 * width, 4 * width, 8 * width]):
+        stride = 1 if i == 0 else 2
+        blocks += [_BasicBlock(c, c_out, stride), _BasicBlock(c_out, c_out, 1)]
+        c = c_out
+    blocks.append(nn.AdaptiveAvgPool2d(1))
+    return BlockNet(blocks, nn.Linear(c, num_classes))
+
+
+MODELS = {"mlp": mlp, "cnn": small_cnn, "resnet18": resnet18}
+
+
+def build_model(name: str, input_shape, num_classes: int, **kwargs) -> BlockNet:
+    if name not in MODELS:
+        raise UnknownName("model", name, MODELS)
+    return MODELS[name](input_shape, num_classes, **kwargs)

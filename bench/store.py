@@ -1,0 +1,87 @@
+"""The results store: JSON records and .npz arrays under one root, written atomically.
+
+A record is finished once its file exists: every write goes to a temporary file
+in the same folder and is renamed into place, so an interrupted run leaves
+either the whole record or nothing, and a rerun skips what is there.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=_plain)))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_npz(path: Path, **arrays) -> None:
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz" to the temp name
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def slug(value) -> str:
+    """A short, filesystem-safe and stable name for a config dict or value."""
+    if isinstance(value, dict):
+        return "_".join(f"{k}={slug(v)}" for k, v in sorted(value.items())) or "default"
+    return str(value).replace("/", "-").replace(" ", "")
+
+
+class Store:
+    """Records live at ``root/<dataset>/<track>/<config>/<method>/seed<k>.json``."""
+
+    def __init__(self, root: str | Path = "results"):
+        self.root = Path(root)
+
+    def record_path(self, dataset: str, track: str, config: dict, method: str, seed: int) -> Path:
+        return self.root / slug(dataset) / track / slug(config) / method / f"seed{seed}.json"
+
+    def has(self, path: Path) -> bool:
+        return path.exists()
+
+    def records(self, dataset: str | None = None, track: str | None = None) -> Iterator[dict]:
+        pattern = f"{glob.escape(slug(dataset)) if dataset else '*'}/{track or '*'}/*/*/seed*.json"
+        for path in sorted(self.root.glob(pattern)):
+            yield read_json(path)
+
+    def datasets(self) -> list[str]:
+        return sorted({r["dataset"] for r in self.records()})

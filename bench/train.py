@@ -1,0 +1,149 @@
+"""The device-resident trainer.
+
+The whole dataset lives on the device as one tensor; a batch is an index slice
+of a seeded ``randperm``; augmentation is batched on the device. While training,
+the statistics every dynamics-based method needs are recorded from the logits
+the step computed anyway.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .dynamics import Dynamics, DynamicsRecorder
+from .recipes import Recipe
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global generator (model initialisation) and return a CPU generator
+    for data order and augmentation, so both are fixed by the one seed."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_optimizer(model, recipe: Recipe):
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
+    if recipe.optimizer == "adam":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; valid: sgd, adam")
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """Multiplier of the base learning rate at optimisation step ``step`` of ``total``."""
+    progress = step / max(1, total)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "onecycle":  # linear warm-up over the first 20%, then linear decay to 0
+        return progress / 0.2 if progress < 0.2 else (1 - progress) / 0.8
+    raise ValueError(f"unknown schedule {schedule!r}; valid: constant, cosine, onecycle")
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Batched on-device augmentation: random horizontal flip and/or pad-and-crop."""
+    if kind == "none" or x.ndim != 4:
+        return x
+    n, _, h, w = x.shape
+    if kind == "flip-crop":
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if kind in ("flip-crop", "crop"):
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    return x
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    dynamics: Dynamics | None = None
+    eval_dynamics: Dynamics | None = None
+    checkpoints: dict[int, dict] = field(default_factory=dict)
+    lrs: np.ndarray | None = None  # learning rate in force during each epoch (its mean over steps)
+
+
+@torch.no_grad()
+def predict_logits(model, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, *,
+          record: bool = True, eval_every_epoch: bool = False, checkpoint_epochs=(),
+          model: torch.nn.Module | None = None) -> TrainResult:
+    """Train a fresh model of ``recipe`` on (x, y), already on the target device.
+
+    ``record``: fill per-sample, per-epoch dynamics from the training forward pass.
+    ``eval_every_epoch``: also record the same statistics from a clean no-grad pass.
+    ``checkpoint_epochs``: 1-based epochs after which a copy of the state is kept.
+    """
+    device = x.device
+    generator = seed_everything(seed)
+    model = (model or recipe.build(tuple(x.shape[1:]), num_classes)).to(device)
+    model.train()
+    optimizer = make_optimizer(model, recipe)
+    n = len(y)
+    batch_size = n if recipe.batch_size is None else min(recipe.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = recipe.epochs * steps_per_epoch
+    recorder = DynamicsRecorder(y, recipe.epochs) if record else None
+    eval_recorder = DynamicsRecorder(y, recipe.epochs) if eval_every_epoch else None
+    all_idx = torch.arange(n, device=device)
+    wanted = set(checkpoint_epochs)
+    result = TrainResult(model)
+    lrs = np.zeros(recipe.epochs)
+
+    step = 0
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch_size):
+            factor = lr_factor(recipe.schedule, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * factor
+            lrs[epoch] += recipe.lr * factor / steps_per_epoch
+            idx = order[start:start + batch_size]
+            yb = y[idx]
+            logits = model(augment(x[idx], recipe.augment, generator))
+            losses = F.cross_entropy(logits, yb, reduction="none")
+            optimizer.zero_grad(set_to_none=True)
+            losses.mean().backward()
+            optimizer.step()
+            if recorder is not None:
+                recorder.update(idx, logits)
+            step += 1
+        if recorder is not None:
+            recorder.end_epoch(epoch)
+        if eval_recorder is not None:
+            eval_recorder.update(all_idx, predict_logits(model, x))
+            eval_recorder.end_epoch(epoch)
+        if epoch + 1 in wanted:
+            result.checkpoints[epoch + 1] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    model.eval()
+    result.lrs = lrs
+    result.dynamics = recorder.result() if recorder else None
+    result.eval_dynamics = eval_recorder.result() if eval_recorder else None
+    return result
