@@ -160,6 +160,11 @@ class Engine:
         if missing:
             needs = frozenset().union(*(m.needs for m in missing))
             ctx = self.estimation(pool, seed, needs)
+            if "folds" in needs:  # train the K-fold models before any method's clock starts: they are shared
+                try:
+                    ctx.folds
+                except MethodFailed:
+                    pass  # each fold-using method then fails with the reason
             for method in missing:
                 results[method.name] = self._score_one(method, ctx, pool, seed)
         for name, result in results.items():

@@ -47,3 +47,49 @@ def forgetting(ctx):
     never-learned samples get E (maximal). Ties are common; the suite breaks them
     with a seeded random order where a hard set is needed."""
     return forgetting_counts(ctx.dynamics.correct).astype(float)
+
+
+@register(higher_is_harder=True, family="training dynamics",
+          citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
+def variability(ctx):
+    """Data-maps variability: population standard deviation over epochs of p_y,
+    sqrt((1/E) sum_e (p_y,e - mean_e p_y)^2). High = ambiguous (the data map's hard region)."""
+    return ctx.dynamics.p_y.std(axis=1)
+
+
+@register(higher_is_harder=False, family="training dynamics",
+          citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
+def correctness(ctx):
+    """Data-maps correctness: fraction of epochs whose training forward pass predicted
+    the label, (1/E) sum_e [argmax_k z_k,e = y]."""
+    return ctx.dynamics.correct.mean(axis=1)
+
+
+def learned_epochs(correct: np.ndarray) -> np.ndarray:
+    """Iteration learned from an (N, E) correctness trajectory: the first epoch e
+    (1-based) such that the sample is classified correctly at e and every later epoch.
+    A sample wrong at the last epoch was never learned and gets E + 1 (maximal)."""
+    correct = np.asarray(correct, dtype=bool)
+    epochs = correct.shape[1]
+    # suffix_ok[:, e] = correct at every epoch >= e; it is monotone in e, so counting
+    # the epochs where it fails gives the first epoch where it holds.
+    suffix_ok = np.flip(np.logical_and.accumulate(np.flip(correct, axis=1), axis=1), axis=1)
+    return (epochs - suffix_ok.sum(axis=1)) + 1
+
+
+@register(higher_is_harder=True, family="training dynamics",
+          citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
+def iteration_learned(ctx):
+    """Iteration (here: epoch) learned: the first epoch after which the training forward
+    pass classifies the sample correctly for the rest of training,
+    min{e : correct_e' = 1 for all e' >= e}; never learned = E + 1."""
+    return learned_epochs(ctx.dynamics.correct).astype(float)
+
+
+@register(higher_is_harder=True, family="training dynamics",
+          citation="Seedat et al. 2022, Data-IQ: Characterizing subgroups with heterogeneous outcomes (NeurIPS)")
+def dataiq_aleatoric(ctx):
+    """Data-IQ aleatoric uncertainty: (1/E) sum_e p_y,e (1 - p_y,e), the expected variance of
+    the label's Bernoulli outcome over training checkpoints (here: epochs)."""
+    p = ctx.dynamics.p_y
+    return (p * (1.0 - p)).mean(axis=1)

@@ -6,10 +6,10 @@ Adding a track: write a module with those three names and list it in ``TRACKS``.
 from __future__ import annotations
 
 from ..errors import UnknownName
-from . import detection
+from . import detection, methods_meta, pathways, resampling, split
 from .base import Report  # noqa: F401  (re-exported for track authors)
 
-TRACKS = {module.NAME: module for module in (detection,)}
+TRACKS = {module.NAME: module for module in (detection, split, pathways, resampling, methods_meta)}
 
 
 def select_tracks(names: str | list[str]) -> list:

@@ -26,13 +26,15 @@ def configs(engine) -> list[dict]:
 def run(engine) -> None:
     cells = [(config, seed) for config in configs(engine) for seed in engine.seeds]
     for config, seed in tqdm(cells, desc="detection", disable=engine.quiet):
-        if all(engine.record_path(NAME, config, m.name, seed).exists() for m in engine.methods):
+        todo = [m.name for m in engine.methods if not engine.record_path(NAME, config, m.name, seed).exists()]
+        if not todo:
             continue
         pool = engine.pool("train", (config["type"], config["rate"]), seed)
-        for name, result in engine.scores(pool, seed).items():
-            if result.status == "ok":
-                engine.write_record(NAME, config, name, seed, detection_metrics(result.scores, pool.planted),
-                                    cost=result.cost)
+        scores = engine.scores(pool, seed)
+        for name in todo:
+            if scores[name].status == "ok":
+                engine.write_record(NAME, config, name, seed, detection_metrics(scores[name].scores, pool.planted),
+                                    cost=scores[name].cost)
 
 
 def report(records: list[dict]) -> Report:

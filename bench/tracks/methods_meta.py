@@ -1,0 +1,170 @@
+"""Meta-measures of every method (PROTOCOL.md, "Meta-measures"): stability, agreement, cost.
+
+On the pooled pool (train + test), every seed's estimation run:
+
+- **stability**: split the seeds into two disjoint halves (even and odd positions),
+  average each half's oriented scores, and report Spearman rho between the two means
+  and the Jaccard index of their hard sets H(q) (``bench.metrics.hard_set``, q = 0.1);
+- **agreement**: Spearman rho and hard-set Jaccard between every pair of methods' mean
+  scores (over all seeds): markdown matrices and a heatmap;
+- **cost**: the method's own scoring time plus its apportioned share of the training it
+  needed (``ScoreResult.cost``), mean over seeds, on the device named in the table.
+
+Records: one per (method, seed) holding that seed's cost; the cross-seed summaries
+(stability, agreement row) computed by ``run`` over the seeds of that run are stored in
+every record of the method, so ``report`` needs nothing but the records.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import spearmanr
+from tabulate import tabulate
+from tqdm import tqdm
+
+from ..metrics import hard_set
+from .base import Report, group, ranks_by
+
+NAME = "methods"
+Q = 0.1
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def stability(per_seed: dict[int, np.ndarray], q: float = Q) -> dict | None:
+    """Spearman rho and hard-set Jaccard between the mean scores of two disjoint seed halves
+    (sorted seeds at even positions vs odd positions). None with fewer than two seeds."""
+    seeds = sorted(per_seed)
+    if len(seeds) < 2:
+        return None
+    halves = [seeds[0::2], seeds[1::2]]
+    a, b = (np.mean([per_seed[s] for s in half], axis=0) for half in halves)
+    return {"rho": _finite(spearmanr(a, b)[0]), "jaccard": jaccard(hard_set(a, q), hard_set(b, q)),
+            "halves": halves}
+
+
+def agreement(means: dict[str, np.ndarray], q: float = Q) -> dict[str, dict[str, dict]]:
+    """For every ordered pair of methods: Spearman rho and hard-set Jaccard of their mean scores."""
+    names = sorted(means)
+    if not names:
+        return {}
+    matrix = np.column_stack([means[n] for n in names])
+    if len(names) == 1:
+        rho = np.ones((1, 1))
+    elif len(names) == 2:
+        r = spearmanr(matrix[:, 0], matrix[:, 1])[0]
+        rho = np.array([[1.0, r], [r, 1.0]])
+    else:
+        rho = spearmanr(matrix)[0]
+    hard = {n: hard_set(means[n], q) for n in names}
+    return {a: {b: {"spearman": _finite(rho[i, j]), "jaccard": jaccard(hard[a], hard[b])}
+                for j, b in enumerate(names)} for i, a in enumerate(names)}
+
+
+def run(engine) -> None:
+    pool = engine.pool("pooled")
+    config = {"pool": pool.key, "q": Q}
+    per_seed: dict[str, dict[int, np.ndarray]] = {}
+    costs: dict[tuple[str, int], dict] = {}
+    for seed in tqdm(engine.seeds, desc="methods", disable=engine.quiet):
+        for name, result in engine.scores(pool, seed).items():
+            if result.status == "ok":
+                per_seed.setdefault(name, {})[seed] = result.scores
+                costs[name, seed] = result.cost
+    means = {name: np.mean([scores[s] for s in sorted(scores)], axis=0) for name, scores in per_seed.items()}
+    agree = agreement(means)
+    methods = {m.name: m for m in engine.methods}
+    for name, scores in per_seed.items():
+        summary = {"stability": stability(scores), "agreement": agree[name], "seeds_used": sorted(scores),
+                   "family": methods[name].family, "higher_is_harder": methods[name].higher_is_harder,
+                   "n": len(pool)}
+        for seed in scores:
+            cost = costs[name, seed]
+            metrics = {"scoring_s": cost.get("scoring_s", 0.0), "shared_s": cost.get("shared_s", 0.0),
+                       "total_s": cost.get("scoring_s", 0.0) + cost.get("shared_s", 0.0)}
+            engine.write_record(NAME, config, name, seed, metrics, **summary)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _latest(records: list[dict]) -> dict:
+    """The record with the widest seed set, the newest among those: its summaries are current."""
+    return max(records, key=lambda r: (len(r.get("seeds_used", [])), r.get("provenance", {}).get("date", "")))
+
+
+def _heatmap(names: list[str], spearman: np.ndarray, jaccard_matrix: np.ndarray):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(5.0, 0.38 * len(names) + 2)
+    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, matrix, title, vmin in ((axes[0], spearman, "Spearman ρ of mean scores", -1.0),
+                                    (axes[1], jaccard_matrix, f"Jaccard of hard sets (q = {Q})", 0.0)):
+        image = ax.imshow(np.where(np.isnan(matrix), 0.0, matrix), vmin=vmin, vmax=1.0, cmap="RdBu_r")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_title(title)
+        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    return figure
+
+
+def report(records: list[dict]) -> Report:
+    by_method = {m: rs for (m,), rs in group(records, "method").items()}
+    summaries = {m: _latest(rs) for m, rs in by_method.items()}
+    stab = {m: (s.get("stability") or {}) for m, s in summaries.items()}
+    rho = {m: (st.get("rho") if st.get("rho") is not None else -math.inf) for m, st in stab.items()}
+    ranks = ranks_by(rho)
+    devices = sorted({r["device"] for r in records})
+
+    rows = []
+    for method in sorted(by_method, key=lambda m: (-rho[m], m)):
+        rs, s = by_method[method], summaries[method]
+        cost = lambda key: float(np.mean([r["metrics"][key] for r in rs]))  # noqa: E731
+        rows.append([method, s.get("family", ""), "higher" if s.get("higher_is_harder") else "lower",
+                     _fmt(stab[method].get("rho")), _fmt(stab[method].get("jaccard")),
+                     f"{ranks[method]:.1f}", len(rs), f"{cost('scoring_s'):.3f}", f"{cost('shared_s'):.2f}",
+                     f"{cost('total_s'):.2f}"])
+    n = sorted({s.get("n") for s in summaries.values()})
+    seeds_used = sorted({tuple(s.get("seeds_used", ())) for s in summaries.values()})
+    halves = next((st["halves"] for st in stab.values() if st.get("halves")), None)
+    text = [
+        "### Stability and cost\n",
+        f"Pool: pooled (train + test), N = {', '.join(map(str, n))}. Stability: Spearman ρ and Jaccard of the "
+        f"hard sets H({Q}) between the mean oriented scores of two disjoint seed halves "
+        f"({' vs '.join(str(h) for h in halves) if halves else 'needs ≥ 2 seeds'}). "
+        "Cost: seconds per seed (mean), the method's own scoring plus its apportioned share of the training "
+        f"it needed (estimation run, K-fold models), on {', '.join(devices)}. Rank: by stability ρ.\n",
+        tabulate(rows, headers=["method", "family", "natural: harder is", "stability ρ", f"stability Jaccard@{Q}",
+                                "rank", "seeds", "scoring (s)", "training share (s)", "total (s)"],
+                 tablefmt="github"),
+    ]
+
+    names = sorted(summaries)
+    spearman = np.full((len(names), len(names)), np.nan)
+    jac = np.full_like(spearman, np.nan)
+    for i, a in enumerate(names):
+        row = summaries[a].get("agreement", {})
+        for j, b in enumerate(names):
+            if b in row:
+                spearman[i, j] = np.nan if row[b]["spearman"] is None else row[b]["spearman"]
+                jac[i, j] = row[b]["jaccard"]
+    for title, matrix in ((f"### Agreement: Spearman ρ between methods' mean scores (seeds {seeds_used[-1] if seeds_used else ()})",
+                           spearman), (f"### Agreement: Jaccard of hard sets H({Q})", jac)):
+        body = [[a, *(_fmt(v, 2) for v in matrix[i])] for i, a in enumerate(names)]
+        text += ["", title + "\n", tabulate(body, headers=["", *names], tablefmt="github")]
+    plots = {"methods_agreement.png": _heatmap(names, spearman, jac)} if names else {}
+    return Report("\n".join(text), ranks, plots)

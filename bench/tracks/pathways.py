@@ -1,0 +1,186 @@
+"""Track P: easy and hard generalization pathways (PROTOCOL.md, "Track P").
+
+On the pooled pool, a method's hard set H(q) (its top q by scores averaged over the
+estimation seeds) and the easy rest are each split into train/test with
+``train_ratio`` (0.9), stratified by class inside each, so the hard:easy ratio is
+the same in train and test. Pathway E keeps a fraction r of the easy training
+samples (all hard ones), pathway H a fraction r of the hard ones (all easy ones);
+the kept samples are the first round(r·n) of one seeded permutation, so they are
+nested across r, and r = 1 is the same set on both pathways (one shared model).
+Fresh protocol models, R seeds; accuracy on the hard, easy and full test sets.
+
+Splits and subsets are drawn once per method (``split_seed``); protocol seeds vary
+the models' initialisation and batch order.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from tabulate import tabulate
+
+from ..metrics import format_ci, mean_ci
+from ..protocol import Cell, method_scores, protocol_seeds, top_k, track_options, trainer_for
+from .base import Report, group, ranks_by
+
+NAME = "pathways"
+DEFAULTS = {"q": 0.1, "train_ratio": 0.9, "ratios": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": 3, "split_seed": 0,
+            "epochs": None}
+PROFILES = {"smoke": {"seeds": 1, "ratios": [0.0, 1.0]}, "default": {"seeds": 3, "ratios": [0.0, 0.5, 1.0]},
+            "full": {"seeds": 5}}
+
+
+def options(engine) -> dict:
+    return track_options(engine, NAME, DEFAULTS, PROFILES)
+
+
+def stratified_split(indices: np.ndarray, y: np.ndarray, train_ratio: float, rng: np.random.Generator):
+    """Split ``indices`` into (train, test) with round(train_ratio · n_c) training samples per class."""
+    train, test = [], []
+    for c in np.unique(y[indices]):
+        members = rng.permutation(indices[y[indices] == c])
+        k = int(round(train_ratio * len(members)))
+        train.append(members[:k])
+        test.append(members[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def pathway_sets(scores: np.ndarray, y: np.ndarray, q: float, train_ratio: float, ratios, seed: int) -> dict:
+    """The subsets of one method: hard/easy train/test and, per (pathway, r), the training rows."""
+    n = len(y)
+    hard = top_k(scores, math.ceil(q * n), seed)
+    easy = np.setdiff1d(np.arange(n), hard)
+    rng = np.random.default_rng(seed)
+    hard_train, hard_test = stratified_split(hard, y, train_ratio, rng)
+    easy_train, easy_test = stratified_split(easy, y, train_ratio, rng)
+    easy_order, hard_order = rng.permutation(easy_train), rng.permutation(hard_train)
+    train = {}
+    for r in ratios:
+        train[("E", r)] = np.sort(np.concatenate([hard_train, easy_order[:int(round(r * len(easy_order)))]]))
+        train[("H", r)] = np.sort(np.concatenate([easy_train, hard_order[:int(round(r * len(hard_order)))]]))
+    return {"hard_train": hard_train, "hard_test": hard_test, "easy_train": easy_train, "easy_test": easy_test,
+            "train": train}
+
+
+def run(engine) -> None:
+    opts = options(engine)
+    seeds = protocol_seeds(opts["seeds"])
+    configs = [{"pathway": p, "r": float(r), "q": opts["q"], "train_ratio": opts["train_ratio"]}
+               for p in ("E", "H") for r in opts["ratios"]]
+    todo = [m.name for m in engine.methods
+            if not all(engine.record_path(NAME, cf, m.name, s).exists() for cf in configs for s in seeds)]
+    if not todo:
+        return
+    pool = engine.pool("pooled")
+    scores = method_scores(engine, pool)
+    y = pool.y.cpu().numpy()
+    sets = {name: pathway_sets(scores[name]["scores"], y, opts["q"], opts["train_ratio"], opts["ratios"],
+                               opts["split_seed"]) for name in todo if name in scores}
+    cells = [Cell(rows, seed, tag={"method": name, "path": key})
+             for name, s in sets.items() for key, rows in s["train"].items() for seed in seeds]
+    recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
+    trainer = trainer_for(engine, pool, {"pool": pool.x}, recipe, desc="pathway models")
+    for cell, pred in zip(cells, trainer.predict(cells)):
+        s, (pathway, r) = sets[cell.tag["method"]], cell.tag["path"]
+        correct = pred["pool"] == y
+        full = np.concatenate([s["hard_test"], s["easy_test"]])
+        metrics = {"acc_hard": float(correct[s["hard_test"]].mean()), "acc_easy": float(correct[s["easy_test"]].mean()),
+                   "acc_full": float(correct[full].mean())}
+        config = {"pathway": pathway, "r": float(r), "q": opts["q"], "train_ratio": opts["train_ratio"]}
+        engine.write_record(NAME, config, cell.tag["method"], cell.seed, metrics, pool=pool.key,
+                            train_size=len(cell.indices), hard_test=len(s["hard_test"]),
+                            easy_test=len(s["easy_test"]), protocol_recipe=recipe.to_dict())
+
+
+def summary(records: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Per method, per protocol seed: hard-easy gap, hard dependence, easy dependence and
+    the hard-test gain from removing the easy training samples (all in points)."""
+    by = {(r["method"], r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records}
+    out = {}
+    for method in sorted({r["method"] for r in records}):
+        seeds = sorted({s for (m, _, _, s) in by if m == method})
+        rs = sorted({r for (m, _, r, _) in by if m == method})
+        lo, hi = rs[0], rs[-1]
+        values = {"gap": [], "hard_dep": [], "easy_dep": [], "easy_removal_gain": []}
+        for seed in seeds:
+            get = lambda p, r, k: 100 * by[(method, p, r, seed)][k] if (method, p, r, seed) in by else math.nan  # noqa: E731
+            values["gap"].append(get("E", hi, "acc_easy") - get("E", hi, "acc_hard"))
+            values["hard_dep"].append(get("H", hi, "acc_hard") - get("H", lo, "acc_hard"))
+            values["easy_dep"].append(get("E", hi, "acc_easy") - get("E", lo, "acc_easy"))
+            values["easy_removal_gain"].append(get("E", lo, "acc_hard") - get("E", hi, "acc_hard"))
+        out[method] = values
+    return out
+
+
+def report(records: list[dict]) -> Report:
+    sections, plots = [], {}
+    for (q, ratio), cell in sorted(group(records, "config.q", "config.train_ratio").items()):
+        stats = summary(cell)
+        gap = {m: mean_ci(v["gap"])[0] for m, v in stats.items()}
+        ranks = ranks_by(gap)
+        rows = []
+        for method in sorted(stats, key=lambda m: -gap[m]):
+            v = stats[method]
+            raised = sum(g > 0 for g in v["easy_removal_gain"])
+            rows.append([method, format_ci(v["gap"], 1), format_ci(v["hard_dep"], 1), format_ci(v["easy_dep"], 1),
+                         format_ci(v["easy_removal_gain"], 1), f"{raised}/{len(v['gap'])}", f"{ranks[method]:.1f}"])
+        rs = sorted({r["config"]["r"] for r in cell})
+        sections.append(
+            f"### hard set q = {q}, train_ratio = {ratio}, r ∈ {{{', '.join(f'{r:g}' for r in rs)}}}\n\n"
+            "All numbers in accuracy points, means ± 95% CI over protocol seeds. **gap** = acc_easy − acc_hard at "
+            f"r = {rs[-1]:g}; **hard dep.** = acc_hard(r = {rs[-1]:g}) − acc_hard(r = {rs[0]:g}) on pathway H (reduce "
+            "hard); **easy dep.** = acc_easy(r = 1) − acc_easy(r = 0) on pathway E (reduce easy); **easy-removal "
+            "gain** = acc_hard(E, r = 0) − acc_hard(E, r = 1), positive when removing the easy training samples "
+            "raises hard-test accuracy (the paper's finding), with the number of seeds where it does. Methods are "
+            "ranked by the hard-easy gap (descending): a larger gap means the method separates hard from easy "
+            "samples more sharply.\n\n"
+            + tabulate(rows, headers=["method", "gap", "hard dep.", "easy dep.", "easy-removal gain", "raised",
+                                      "rank"], tablefmt="github")
+            + "\n\n" + _curves_table(cell))
+        plots[f"pathways_q{q}.png"] = _plot(cell)
+    return Report("\n\n".join(sections), ranks if sections else {}, plots)
+
+
+def _curves_table(records) -> str:
+    """Per method and pathway: hard / easy / full test accuracy (%) at every r."""
+    rs = sorted({r["config"]["r"] for r in records})
+    rows = []
+    for (method, pathway), cell in sorted(group(records, "method", "config.pathway").items()):
+        by_r = group(cell, "config.r")
+        row = [method, pathway]
+        for r in rs:
+            rr = by_r.get((r,), [])
+            row.append(" / ".join(f"{mean_ci([x['metrics'][k] for x in rr])[0] * 100:.1f}"
+                                  for k in ("acc_hard", "acc_easy", "acc_full")) if rr else "–")
+        rows.append(row)
+    return ("Test accuracy % hard / easy / full (means over seeds) per pathway and kept fraction r:\n\n"
+            + tabulate(rows, headers=["method", "pathway", *(f"r = {r:g}" for r in rs)], tablefmt="github"))
+
+
+def _plot(records):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({r["method"] for r in records})
+    cols = min(4, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for ax, method in zip(axes.flat, methods):
+        for pathway, style in (("E", "-"), ("H", "--")):
+            cell = [r for r in records if r["method"] == method and r["config"]["pathway"] == pathway]
+            by_r = group(cell, "config.r")
+            rs = sorted(r for (r,) in by_r)
+            for key, color in (("acc_hard", "tab:red"), ("acc_easy", "tab:green"), ("acc_full", "k")):
+                ax.plot(rs, [100 * np.mean([x["metrics"][key] for x in by_r[(r,)]]) for r in rs], style,
+                        color=color, marker="o", ms=3, label=f"{pathway}: {key[4:]}")
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("kept fraction r")
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("test accuracy %")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle("pathways: E (solid) reduces easy, H (dashed) reduces hard training samples", fontsize=10)
+    fig.tight_layout()
+    return fig

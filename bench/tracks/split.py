@@ -1,0 +1,131 @@
+"""Track S: train/test split effects (PROTOCOL.md, "Track S").
+
+On the pooled pool (train + test merged), for each method, test sets of T = 20% of
+the pool: ``random`` (stratified), ``hardest`` and ``easiest`` by the method's
+scores (averaged over the estimation seeds); fresh protocol models train on the
+rest, R protocol seeds. The split swing = acc(easiest) - acc(hardest), in points.
+Also Pearson r between each class's share of the hard set H(q) and the class's
+test error under the random split.
+
+The splits are drawn once (``split_seed``); protocol seeds vary the models'
+initialisation and batch order. The ``random`` split does not depend on the
+method: its models are trained once (the protocol cache) and every method's
+record carries the same baseline accuracy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from scipy.stats import pearsonr
+from sklearn.model_selection import train_test_split
+from tabulate import tabulate
+
+from ..metrics import format_ci, mean_ci
+from ..protocol import Cell, method_scores, protocol_seeds, top_k, track_options, trainer_for
+from .base import Report, group, ranks_by
+
+NAME = "split"
+DEFAULTS = {"test": 0.2, "q": 0.1, "seeds": 3, "split_seed": 0, "epochs": None}
+PROFILES = {"smoke": {"seeds": 1}, "default": {"seeds": 3}, "full": {"seeds": 5}}
+
+
+def options(engine) -> dict:
+    return track_options(engine, NAME, DEFAULTS, PROFILES)
+
+
+def stratified_test(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    _, test = train_test_split(np.arange(len(y)), test_size=size, stratify=y, random_state=seed)
+    return np.sort(test)
+
+
+def run(engine) -> None:
+    opts = options(engine)
+    config = {"test": opts["test"], "q": opts["q"]}
+    seeds = protocol_seeds(opts["seeds"])
+    todo = [m.name for m in engine.methods
+            if not all(engine.record_path(NAME, config, m.name, s).exists() for s in seeds)]
+    if not todo:
+        return
+    pool = engine.pool("pooled")
+    scores = method_scores(engine, pool)
+    y = pool.y.cpu().numpy()
+    n, c = len(y), pool.num_classes
+    size = round(opts["test"] * n)
+    every = np.arange(n)
+    tests = {("(random)", "random"): stratified_test(y, size, opts["split_seed"])}
+    for name in todo:
+        if name in scores:
+            s = scores[name]["scores"]
+            tests[(name, "hardest")] = top_k(s, size, opts["split_seed"])
+            tests[(name, "easiest")] = top_k(-s, size, opts["split_seed"])
+    cells = [Cell(np.setdiff1d(every, test), seed, tag={"key": key})
+             for key, test in tests.items() for seed in seeds]
+    recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
+    trainer = trainer_for(engine, pool, {"pool": pool.x}, recipe, desc="split models")
+    preds = {(cell.tag["key"], cell.seed): p["pool"] for cell, p in zip(cells, trainer.predict(cells))}
+
+    def accuracy(key, seed):
+        test = tests[key]
+        return float((preds[(key, seed)][test] == y[test]).mean())
+
+    random_test = tests[("(random)", "random")]
+    for seed in seeds:
+        correct = preds[(("(random)", "random"), seed)][random_test] == y[random_test]
+        class_error = 1 - np.bincount(y[random_test], weights=correct, minlength=c) / np.maximum(
+            np.bincount(y[random_test], minlength=c), 1)
+        for name in todo:
+            if name not in scores:
+                continue
+            hard = top_k(scores[name]["scores"], math.ceil(opts["q"] * n), opts["split_seed"])
+            share = np.bincount(y[hard], minlength=c) / len(hard)
+            r = pearsonr(share, class_error).statistic if np.ptp(share) > 0 and np.ptp(class_error) > 0 else math.nan
+            acc_h, acc_e = accuracy((name, "hardest"), seed), accuracy((name, "easiest"), seed)
+            metrics = {"acc_random": accuracy(("(random)", "random"), seed), "acc_hardest": acc_h,
+                       "acc_easiest": acc_e, "swing": 100 * (acc_e - acc_h), "class_r": float(r)}
+            engine.write_record(NAME, config, name, seed, metrics, test_size=size, pool=pool.key,
+                                protocol_recipe=recipe.to_dict(), class_share=share, class_error=class_error)
+
+
+def report(records: list[dict]) -> Report:
+    sections, ranks, plots = [], {}, {}
+    for (test, q), cell in sorted(group(records, "config.test", "config.q").items()):
+        by_method = group(cell, "method")
+        swing = {m: mean_ci([r["metrics"]["swing"] for r in rs])[0] for (m,), rs in by_method.items()}
+        ranks = ranks_by(swing)
+        baseline = [r["metrics"]["acc_random"] for r in next(iter(by_method.values()))]
+        rows = []
+        for (method,), rs in sorted(by_method.items(), key=lambda item: -swing[item[0][0]]):
+            metric = lambda k: [r["metrics"][k] for r in rs]  # noqa: E731
+            rows.append([method, format_ci(metric("acc_hardest"), 1, 100), format_ci(metric("acc_easiest"), 1, 100),
+                         format_ci(metric("swing"), 1), format_ci(metric("class_r"), 2), f"{ranks[method]:.1f}", len(rs)])
+        sizes = sorted({r.get("test_size") for r in cell})
+        sections.append(
+            f"### test = {test:.0%} of the pool ({', '.join(map(str, sizes))} samples), hard set q = {q}\n\n"
+            f"`random` (stratified) test accuracy, the same for every method: **{format_ci(baseline, 1, 100)} %**.\n\n"
+            "Test accuracy (%) when the test set is the method's hardest or easiest samples; fresh models train on "
+            "the rest. **Swing** = acc(easiest) − acc(hardest) in points: a method that finds truly hard samples "
+            "moves test accuracy more; methods are ranked by swing (descending). **class r**: Pearson r over classes "
+            "between the class's share of the hard set H(q) and its test error under the random split. "
+            "Means ± 95% CI over protocol seeds.\n\n"
+            + tabulate(rows, headers=["method", "acc hardest", "acc easiest", "swing (pts)", "class r", "rank",
+                                      "seeds"], tablefmt="github"))
+        plots[f"split_swing_test{test}_q{q}.png"] = _swing_plot(by_method, swing)
+    return Report("\n\n".join(sections), ranks, plots)
+
+
+def _swing_plot(by_method, swing):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(swing, key=lambda m: -swing[m])
+    cis = [mean_ci([r["metrics"]["swing"] for r in by_method[(m,)]])[1] for m in names]
+    fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(names) + 1), 3.5))
+    ax.bar(range(len(names)), [swing[m] for m in names], yerr=np.nan_to_num(cis), capsize=3, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_ylabel("split swing (points)")
+    ax.set_title("acc(easiest test) − acc(hardest test)")
+    ax.axhline(0, color="k", lw=0.5)
+    return fig

@@ -1,0 +1,168 @@
+"""Gradient-based identifiers, all per-sample and vectorised with ``torch.func``.
+
+Models are used in eval mode (``ctx.model_at`` returns them so), which makes every
+sample's computation independent of the others in its chunk, also for BatchNorm.
+Chunks bound memory; there is no per-sample Python loop.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, jvp, vmap
+
+from bench import register
+
+from ._common import chunks
+
+#: per-sample gradient values materialised at once (float32): about 128 MiB
+GRADIENT_BUDGET = 1 << 25
+
+
+def _detached_state(module: torch.nn.Module):
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    buffers = {k: v.detach() for k, v in module.named_buffers()}
+    return params, buffers
+
+
+def per_sample_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                          chunk_size: int | None = None) -> torch.Tensor:
+    """|| grad_theta CE(f(x_i; theta), y_i) ||_2 over all parameters, for every sample i,
+    by ``vmap(grad(...))`` over ``functional_call`` (the model in eval mode)."""
+    model.eval()
+    params, buffers = _detached_state(model)
+    n_params = sum(p.numel() for p in params.values())
+    chunk_size = chunk_size or max(1, GRADIENT_BUDGET // n_params)
+
+    def sample_loss(p, xi, yi):
+        logits = functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        return F.cross_entropy(logits, yi.unsqueeze(0))
+
+    def squared_norm(p, xi, yi):
+        return sum(g.pow(2).sum() for g in grad(sample_loss)(p, xi, yi).values())
+
+    batched = vmap(squared_norm, in_dims=(None, 0, 0))
+    with torch.no_grad():  # torch.func.grad ignores the outer no_grad; this only stops parameter graphs
+        sq = torch.cat([batched(params, x[a:b], y[a:b]) for a, b in chunks(len(y), chunk_size)])
+    return sq.sqrt()
+
+
+@register(higher_is_harder=True, needs={"checkpoints"}, family="gradients",
+          citation="Paul et al. 2021, Deep Learning on a Data Diet (NeurIPS)")
+def grand(ctx):
+    """GraNd: || grad_theta CE(f(x; theta_t), y) ||_2 over all parameters theta at the early
+    checkpoint t = ctx.early_epoch (10% of training), per sample via vmap(grad). Paul et al.
+    average over initialisations; the suite averages seeds."""
+    return per_sample_grad_norms(ctx.model_at(ctx.early_epoch), ctx.x, ctx.y)
+
+
+def true_logit_input_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """d z_{y_i}(x_i) / d x_i for every sample: one reverse pass of sum_i z_{y_i}(x_i), exact
+    because samples do not interact in eval mode."""
+    def summed(xb):
+        return model(xb).gather(1, y[:, None]).sum()
+
+    with torch.no_grad():
+        return grad(summed)(x)
+
+
+def vog_raw(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Un-normalised VoG: mean over input dimensions of the population variance over the
+    checkpoints of the input gradient of the true-class logit."""
+    out = []
+    for a, b in chunks(len(y), batch_size):
+        g = torch.stack([true_logit_input_grads(m, x[a:b], y[a:b]) for m in models])  # (K, B, ...)
+        out.append(g.var(dim=0, unbiased=False).flatten(1).mean(dim=1))
+    return torch.cat(out)
+
+
+def normalise_within_class(values: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(v - mean_c) / std_c with the class c = y_i of each sample (population std; 1 where 0)."""
+    values = values.double()
+    count = torch.bincount(y, minlength=num_classes).double().clamp_min(1)
+    mean = torch.zeros(num_classes, dtype=values.dtype, device=values.device).index_add_(0, y, values) / count
+    sq = torch.zeros_like(mean).index_add_(0, y, (values - mean[y]) ** 2) / count
+    std = sq.sqrt()
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return ((values - mean[y]) / std[y]).float()
+
+
+@register(higher_is_harder=True, needs={"checkpoints"}, family="gradients",
+          citation="Agarwal, D'souza & Hooker 2022, Estimating Example Difficulty using Variance of Gradients (CVPR)")
+def vog(ctx):
+    """VoG: with S_t = d z_y / d x at each kept checkpoint t (K of them, ctx.checkpoints),
+    VoG = mean over input dims of (1/K) sum_t (S_t - mean_t S_t)^2, then z-normalised within
+    the (observed) class: (VoG - mu_c) / sigma_c."""
+    models = [ctx.model_at(epoch) for epoch in sorted(ctx.checkpoints)]
+    return normalise_within_class(vog_raw(models, ctx.x, ctx.y), ctx.y, ctx.num_classes)
+
+
+def input_hvp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Per-sample input Hessian-vector products H_i v_i with H_i = d^2 CE(f(x_i), y_i) / dx_i^2,
+    forward-over-reverse (jvp of grad) and vmapped over the leading axis of ``vectors``
+    (shape (V, *x.shape)). The loss is summed over the batch, which is exact since samples
+    do not interact in eval mode."""
+    def summed_loss(xb):
+        return F.cross_entropy(model(xb), y, reduction="sum")
+
+    gradient = grad(summed_loss)
+
+    def hvp(v):
+        return jvp(gradient, (x,), (v,))[1]
+
+    with torch.no_grad():
+        return vmap(hvp)(vectors)
+
+
+def rademacher(shape, generator: torch.Generator, device) -> torch.Tensor:
+    return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(device=device, dtype=torch.float32)
+
+
+def hutchinson_curvature(model, x, y, n_vectors: int, generator: torch.Generator, batch_size: int = 512) -> torch.Tensor:
+    """Hutchinson estimate of Tr(H_i^2) = E_v || H_i v ||^2, v Rademacher, per sample."""
+    out = []
+    for a, b in chunks(len(y), batch_size):
+        v = rademacher((n_vectors, b - a, *x.shape[1:]), generator, x.device)
+        out.append(input_hvp(model, x[a:b], y[a:b], v).pow(2).flatten(2).sum(dim=2).mean(dim=0))
+    return torch.cat(out)
+
+
+@register(higher_is_harder=True, needs={"checkpoints"}, family="gradients",
+          citation="Garg, Ravikumar & Roy 2024, Memorization Through the Lens of Curvature of Loss Function Around Samples (ICML)")
+def curvature(ctx, n_vectors: int = 8):
+    """Input-loss curvature: Tr(H^2) with H = d^2 CE(f(x; theta_t), y) / dx^2, estimated by
+    Hutchinson, (1/n) sum_j || H v_j ||^2 with n = 8 Rademacher v_j and exact Hessian-vector
+    products (not the paper's finite differences), averaged over the kept checkpoints t."""
+    generator = torch.Generator().manual_seed(int(ctx.seed))
+    epochs = sorted(ctx.checkpoints)
+    total = sum(hutchinson_curvature(ctx.model_at(e), ctx.x, ctx.y, n_vectors, generator) for e in epochs)
+    return total / len(epochs)
+
+
+def last_layer_grad_sq_norms(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """|| grad_{W,b} CE(head(embed(x_i)), y_i) ||^2 over the head's parameters, per sample (vmap(grad))."""
+    head = model.head
+    params, buffers = _detached_state(head)
+
+    def sample_loss(p, feature, yi):
+        return F.cross_entropy(functional_call(head, (p, buffers), (feature.unsqueeze(0),)), yi.unsqueeze(0))
+
+    def squared_norm(p, feature, yi):
+        return sum(g.pow(2).sum() for g in grad(sample_loss)(p, feature, yi).values())
+
+    batched = vmap(squared_norm, in_dims=(None, 0, 0))
+    out = []
+    with torch.no_grad():
+        for a, b in chunks(len(y), batch_size):
+            out.append(batched(params, model.embed(x[a:b]), y[a:b]))
+    return torch.cat(out)
+
+
+@register(higher_is_harder=True, needs={"checkpoints"}, family="gradients",
+          citation="Pruthi et al. 2020, Estimating Training Data Influence by Tracing Gradient Descent (NeurIPS)")
+def tracin_self(ctx):
+    """TracInCP self-influence restricted to the last layer: sum over kept checkpoints t of
+    eta_t || grad_{W,b} CE(x, y; theta_t) ||^2, eta_t the mean learning rate of epoch t (ctx.lrs)."""
+    total = 0.0
+    for epoch in sorted(ctx.checkpoints):
+        total = total + float(ctx.lrs[epoch - 1]) * last_layer_grad_sq_norms(ctx.model_at(epoch), ctx.x, ctx.y)
+    return total

@@ -1,0 +1,134 @@
+"""Representation-based identifiers: geometry of the network's internal features.
+
+Penultimate features of the final model (``ctx.features``) unless stated otherwise.
+k-NN uses scikit-learn's ``NearestNeighbors``; a sample is never its own neighbour.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from bench import register
+from bench.train import predict_logits
+
+from ._common import layer_representations, margins
+
+
+def _as_numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def class_means(features: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    sums = np.zeros((num_classes, features.shape[1]), dtype=np.float64)
+    np.add.at(sums, y, features)
+    return sums / np.maximum(np.bincount(y, minlength=num_classes), 1)[:, None]
+
+
+def cosine_to_class_mean(features: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    means = class_means(features, y, num_classes)[y]
+    dot = (features * means).sum(axis=1)
+    return dot / (np.linalg.norm(features, axis=1) * np.linalg.norm(means, axis=1) + 1e-12)
+
+
+@register(higher_is_harder=False, needs={"features"}, family="representation",
+          citation="Sorscher et al. 2022, Beyond neural scaling laws: beating power law scaling via data pruning (NeurIPS)")
+def prototypicality(ctx):
+    """Supervised prototypicality: cos(h_i, mu_{y_i}) with h the final model's penultimate
+    features and mu_c the mean feature of the samples labelled c (the sample included)."""
+    y = _as_numpy(ctx.y)
+    return cosine_to_class_mean(np.asarray(ctx.features, dtype=np.float64), y, ctx.num_classes)
+
+
+def neighbours_excluding_self(features: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) indices of each sample's k nearest other samples (Euclidean). Queries k + 1
+    neighbours and drops the sample itself, or the farthest one when an exact duplicate
+    displaced it from the list."""
+    k = min(k, len(features) - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features, return_distance=False)
+    keep = idx != np.arange(len(features))[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return idx[keep].reshape(len(features), k)
+
+
+@register(higher_is_harder=True, needs={"features"}, family="representation",
+          citation="Bahri, Jiang & Gupta 2020, Deep k-NN for Noisy Labels (ICML)")
+def knn_disagreement(ctx, k: int = 10):
+    """Share of the k = 10 nearest neighbours (penultimate features, Euclidean, self excluded)
+    whose label differs from the sample's: (1/k) sum_{j in kNN(i)} [y_j != y_i]."""
+    y = _as_numpy(ctx.y)
+    neighbours = neighbours_excluding_self(np.asarray(ctx.features, dtype=np.float32), k)
+    return (y[neighbours] != y[:, None]).mean(axis=1)
+
+
+def knn_probe_predictions(features: np.ndarray, y: np.ndarray, num_classes: int, k: int) -> np.ndarray:
+    """Majority label among each sample's k nearest other samples (ties: the smallest class)."""
+    neighbours = neighbours_excluding_self(features, k)
+    votes = (y[neighbours][:, :, None] == np.arange(num_classes)).sum(axis=1)
+    return votes.argmax(axis=1)
+
+
+def depth_from_agreement(agree: np.ndarray) -> np.ndarray:
+    """First layer index l such that agree[:, l'] holds for every l' >= l; L + 1 (the number
+    of layers) when even the last layer disagrees."""
+    agree = np.asarray(agree, dtype=bool)
+    suffix = np.flip(np.logical_and.accumulate(np.flip(agree, axis=1), axis=1), axis=1)
+    return agree.shape[1] - suffix.sum(axis=1)
+
+
+def prediction_depths(layers: list[np.ndarray], y: np.ndarray, final_pred: np.ndarray, num_classes: int,
+                      k: int = 30) -> np.ndarray:
+    probes = np.stack([knn_probe_predictions(np.asarray(h, dtype=np.float32), y, num_classes, k) for h in layers],
+                      axis=1)
+    return depth_from_agreement(probes == final_pred[:, None])
+
+
+@register(higher_is_harder=True, needs={"final_model"}, family="representation",
+          citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
+def prediction_depth(ctx, k: int = 30):
+    """Prediction depth: k-NN probes (k = 30, fit on the pool's labels, a sample never its own
+    neighbour) on the representation at layer l = 0 (input), 1..B (each block's output) and
+    B + 1 (logits) of the final model; depth = the first l such that the probes of l and
+    every later layer agree with the model's prediction (B + 2 if the last one disagrees)."""
+    layers = [_as_numpy(h) for h in layer_representations(ctx.final_model, ctx.x)]
+    final_pred = _as_numpy(ctx.final_logits.argmax(dim=1))
+    return prediction_depths(layers, _as_numpy(ctx.y), final_pred, ctx.num_classes, k).astype(float)
+
+
+def normalised_class_radii(h: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """R^2_c = mean_{i in c} || h_i - mu_c ||^2 / mean_i || h_i - mu ||^2: each class manifold's
+    squared radius relative to the spread of all samples (scale-free, so the weight norm's
+    growth during training does not move it)."""
+    h = h.double()
+    count = torch.bincount(y, minlength=num_classes).double().clamp_min(1)
+    mu_c = torch.zeros((num_classes, h.shape[1]), dtype=h.dtype, device=h.device).index_add_(0, y, h) / count[:, None]
+    within = torch.zeros(num_classes, dtype=h.dtype, device=h.device).index_add_(0, y, ((h - mu_c[y]) ** 2).sum(1))
+    total = ((h - h.mean(0)) ** 2).sum(1).mean().clamp_min(1e-12)
+    return within / count / total
+
+
+def straggler_scores(radii: torch.Tensor, checkpoint_margins: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """From (K, C) class radii and (K, N) margins at K checkpoints: the inversion point of
+    class c is t*_c = argmin_t R^2_c(t); sample i is a straggler if misclassified (margin < 0)
+    at t*_{y_i}. Score = [straggler] + sigmoid(-margin at t*_{y_i}): binary first, the margin
+    breaks ties."""
+    inversion = radii.argmin(dim=0)  # (C,)
+    margin = checkpoint_margins[inversion[y], torch.arange(len(y), device=y.device)]
+    return (margin < 0).double() + torch.sigmoid(-margin.double())
+
+
+@register(higher_is_harder=True, needs={"checkpoints"}, family="representation",
+          citation="Pukowski & Lu 2024 (in-class data imbalance); Ciceri et al. 2024, Inversion dynamics of class manifolds (Nat. Mach. Intell.)")
+def stragglers(ctx):
+    """Stragglers: at each kept checkpoint t, the normalised squared radius R^2_c(t) of every
+    class manifold in the first block's output; the class's inversion point is its minimum
+    t*_c (segregation ends, entanglement starts); samples misclassified at t*_c are stragglers.
+    Binary, ties broken by the margin at t*_c: [straggler] + sigmoid(-margin)."""
+    radii, margin_rows = [], []
+    for epoch in sorted(ctx.checkpoints):
+        model = ctx.model_at(epoch)
+        with torch.no_grad():
+            first = torch.cat([model.blocks[0](ctx.x[i:i + 4096]).flatten(1) for i in range(0, len(ctx.x), 4096)])
+        radii.append(normalised_class_radii(first, ctx.y, ctx.num_classes))
+        margin_rows.append(margins(predict_logits(model, ctx.x), ctx.y))
+    return straggler_scores(torch.stack(radii), torch.stack(margin_rows), ctx.y)

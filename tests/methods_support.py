@@ -1,0 +1,35 @@
+"""Fakes for the method tests: a Context built by hand, with no training."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.context import Context, FoldPredictions, Pool
+from bench.dynamics import Dynamics
+from bench.recipes import Recipe
+
+
+def dynamics_from(p_y=None, correct=None, margin=None) -> Dynamics:
+    """A Dynamics whose unspecified statistics are filled consistently with the given ones."""
+    base = next(np.asarray(a, dtype=float) for a in (p_y, correct, margin) if a is not None)
+    p_y = np.full(base.shape, 0.5) if p_y is None else np.asarray(p_y, dtype=np.float32)
+    correct = (np.asarray(p_y) > 0.5) if correct is None else np.asarray(correct, dtype=bool)
+    margin = np.zeros(base.shape, np.float32) if margin is None else np.asarray(margin, dtype=np.float32)
+    return Dynamics(margin=margin, p_y=p_y, loss=-np.log(np.clip(p_y, 1e-12, None)), correct=correct,
+                    pred=np.zeros(base.shape, dtype=np.int16))
+
+
+def make_context(x, y, num_classes, *, recipe: Recipe | None = None, dynamics=None, checkpoints=None, lrs=None,
+                 folds: FoldPredictions | None = None, seed: int = 0) -> Context:
+    x = torch.as_tensor(x, dtype=torch.float32)
+    y = torch.as_tensor(y, dtype=torch.int64)
+    recipe = recipe or Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=max(checkpoints or {1: None}))
+    return Context(Pool("fake", x, y, num_classes), seed, recipe, torch.device("cpu"), dynamics=dynamics,
+                   checkpoints=checkpoints, lrs=None if lrs is None else np.asarray(lrs, dtype=float),
+                   fold_builder=(lambda: folds) if folds is not None else None)
+
+
+def linear_state(weight, bias) -> dict:
+    """The state_dict of ``mlp(hidden=[])``: a BlockNet whose only block is Flatten, head = Linear."""
+    return {"head.weight": torch.as_tensor(weight, dtype=torch.float32),
+            "head.bias": torch.as_tensor(bias, dtype=torch.float32)}
