@@ -7,13 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from tabulate import tabulate
-
 from . import registry
 from .data import DatasetNotFound, load_dataset
 from .engine import Engine
 from .errors import UnknownName
-from .leaderboard import write_leaderboards
+from .leaderboard import fill_readme, methods_table, write_leaderboards
 from .recipes import RECIPES, recipe_for
 from .store import Store, atomic_write
 from .tracks import TRACKS, select_tracks
@@ -63,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", help=f"a named recipe instead of the dataset's default ({', '.join(RECIPES)})")
     p.add_argument("--subset", type=int, help="keep a stratified subset of this many train samples")
     p.add_argument("--rates", help="detection rates, comma-separated (default 0.1)")
+    p.add_argument("--pool-size", type=int, help="keep a stratified random subset of this many pool samples "
+                   "(split/pathways: of train+test merged; resampling: of the train split)")
+    p.add_argument("--option", action="append", default=[], metavar="TRACK.KEY=VALUE",
+                   help="a track setting, e.g. pathways.seeds=10 or pathways.ratios=0,0.25,1 (repeatable)")
     p.add_argument("--data-root", default="data", help="torchvision datasets folder (default: data/)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, leaderboards=True)
 
     p = sub.add_parser("report", help="regenerate the leaderboards from stored results")
+    p.add_argument("--readme", metavar="FILE", help="also refresh the generated blocks of this README")
     _common(p, leaderboards=True, plugin=False)
 
     p = sub.add_parser("export", help="stored results as a tidy CSV")
@@ -85,16 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_list(args) -> int:
     names = registry.list_methods(args.pattern)
-    if not args.details:
-        print("\n".join(names))
-        return 0
-    rows = []
-    for name in names:
-        m = registry.get_method(name)
-        rows.append([name, m.family, "higher = harder" if m.higher_is_harder else "lower = harder",
-                     ", ".join(sorted(m.needs)) or "—", m.citation])
-    print(tabulate(rows, headers=["method", "family", "orientation", "needs", "citation"],
-                   tablefmt="github" if args.markdown else "simple"))
+    print(methods_table(names, "github" if args.markdown else "simple") if args.details else "\n".join(names))
     return 0
 
 
@@ -124,11 +118,39 @@ def _execute(engine: Engine, tracks, args) -> int:
     return 0
 
 
+def _value(text: str):
+    """A --option value: a number, a word, or a comma-separated list of them."""
+    def one(item):
+        for cast in (int, float):
+            try:
+                return cast(item)
+            except ValueError:
+                pass
+        return {"none": None, "true": True, "false": False}.get(item.lower(), item)
+
+    return [one(v) for v in text.split(",") if v] if "," in text else one(text)
+
+
+def parse_options(items) -> dict:
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        track, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise UsageError(f"--option expects TRACK.KEY=VALUE, got {item!r}")
+        if track not in TRACKS:
+            raise UnknownName("track", track, TRACKS)
+        options.setdefault(track, {})[name] = _value(value)
+    return options
+
+
 def cmd_run(args) -> int:
     tracks = select_tracks(args.tracks)
-    options = {}
+    options = parse_options(args.option)
     if args.rates:
-        options["detection"] = {"rates": [float(r) for r in args.rates.split(",")]}
+        options.setdefault("detection", {})["rates"] = [float(r) for r in args.rates.split(",")]
+    if args.pool_size:
+        options["pool_size"] = args.pool_size
     engine = _engine(args, args.dataset, args.seeds, args.epochs, **options)
     return _execute(engine, tracks, args)
 
@@ -144,6 +166,9 @@ def cmd_all(args) -> int:
 def cmd_report(args) -> int:
     for path in write_leaderboards(Store(args.results), args.leaderboards):
         print(f"wrote {path}")
+    if args.readme:
+        fill_readme(args.readme, args.leaderboards)
+        print(f"updated {args.readme}")
     return 0
 
 

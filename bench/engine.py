@@ -58,17 +58,31 @@ class Engine:
     # ---- pools ------------------------------------------------------------------
     def pool(self, kind: str = "train", planting: tuple[str, float] | None = None, seed: int = 0) -> Pool:
         """``train``: the train split; ``pooled``: train + test merged. With a planting
-        (type, rate), the train split corrupted with that seed."""
+        (type, rate), the train split corrupted with that seed. ``options["pool_size"]``
+        (``--pool-size``) keeps a stratified random subset of that many samples of an
+        unplanted pool (fixed seed; the key says so, e.g. ``pooled-20000``)."""
         if kind == "pooled":
             x, y = self.dataset.pooled()
-            return Pool("pooled", x.to(self.device), y.to(self.device), self.dataset.num_classes)
+            return self._sized(Pool("pooled", x.to(self.device), y.to(self.device), self.dataset.num_classes))
         x, y = self.dataset.x_train, self.dataset.y_train
         if planting is None:
-            return Pool("train", x.to(self.device), y.to(self.device), self.dataset.num_classes)
+            return self._sized(Pool("train", x.to(self.device), y.to(self.device), self.dataset.num_classes))
         kind_name, rate = planting
         planted = plant(kind_name, x, y, self.dataset.num_classes, rate, seed)
         return Pool(f"{kind_name}-{rate}-s{seed}", planted.x.to(self.device), planted.y.to(self.device),
                     self.dataset.num_classes, planted.mask)
+
+    def _sized(self, pool: Pool) -> Pool:
+        size = self.options.get("pool_size")
+        if not size or size >= len(pool):
+            return pool
+        from sklearn.model_selection import train_test_split
+
+        from .data import SPLIT_SEED
+        keep, _ = train_test_split(np.arange(len(pool)), train_size=size, stratify=pool.y.cpu().numpy(),
+                                   random_state=SPLIT_SEED)
+        keep = torch.as_tensor(np.sort(keep), device=pool.x.device)
+        return Pool(f"{pool.key}-{size}", pool.x[keep], pool.y[keep], pool.num_classes)
 
     @property
     def device_label(self) -> str:

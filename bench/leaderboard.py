@@ -6,11 +6,14 @@ by its provenance.
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 from tabulate import tabulate
 
+from . import registry
 from .provenance import provenance
 from .store import atomic_write, slug
 from .tracks import TRACKS
@@ -109,3 +112,28 @@ def _write_overview(out_dir: Path, overview: dict[str, dict[str, float]]) -> Pat
     path = out_dir / "README.md"
     _write_text(path, text)
     return path
+
+
+def methods_table(names=None, tablefmt: str = "github") -> str:
+    """The registry as a table: name, family, orientation, needs, citation."""
+    rows = []
+    for name in registry.list_methods() if names is None else names:
+        m = registry.get_method(name)
+        rows.append([name, m.family, "higher = harder" if m.higher_is_harder else "lower = harder",
+                     ", ".join(sorted(m.needs)) or "—", m.citation])
+    return tabulate(rows, headers=["method", "family", "orientation", "needs", "citation"], tablefmt=tablefmt)
+
+
+def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> None:
+    """Refresh the generated blocks of a README: the method table and the overview table."""
+    readme, overview = Path(readme), Path(out_dir) / "README.md"
+    prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
+    blocks = {"methods": methods_table()}
+    if overview.exists():
+        table = "\n".join(line for line in overview.read_text().splitlines() if line.startswith("|"))
+        blocks["leaderboard"] = table.replace("](", "](" + prefix)
+    text = readme.read_text()
+    for name, body in blocks.items():
+        text = re.sub(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)",
+                      lambda m: m.group(1) + body + "\n" + m.group(2), text, flags=re.S)
+    _write_text(readme, text)

@@ -52,3 +52,20 @@ def format_ci(values, digits: int = 3, scale: float = 1.0) -> str:
     if math.isnan(mean):
         return "–"
     return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def friedman_nemenyi(matrix: np.ndarray, alpha: float = 0.05) -> dict:
+    """Friedman test over blocks (rows) and methods (columns, higher = better), the
+    methods' mean ranks (1 = best) and the Nemenyi critical difference
+    CD = q_alpha * sqrt(k (k + 1) / (6 n)), q_alpha the studentized range quantile / sqrt 2
+    (Demšar 2006). Two methods whose mean ranks differ by less than CD are not
+    distinguishable at level alpha."""
+    matrix = np.asarray(matrix, dtype=float)
+    n, k = matrix.shape
+    mean_ranks = stats.rankdata(-matrix, axis=1).mean(axis=0)
+    q_alpha = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    result = {"mean_ranks": mean_ranks, "cd": float(q_alpha * math.sqrt(k * (k + 1) / (6 * n))),
+              "statistic": math.nan, "p": math.nan, "blocks": n}
+    if n >= 2 and k >= 3:
+        result["statistic"], result["p"] = map(float, stats.friedmanchisquare(*matrix.T))
+    return result

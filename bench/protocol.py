@@ -48,14 +48,20 @@ class Cell:
         return len(self.indices) + (0 if self.extra_y is None else len(self.extra_y))
 
 
-def cell_key(cell: Cell, recipe: Recipe, pool_key: str, eval_names=()) -> str:
-    """sha256 of (sorted subset indices, synthetic rows, recipe key, seed, pool key, eval sets)."""
+def data_key(cell: Cell) -> str:
+    """sha256 of a cell's training data alone (sorted pool rows and synthetic rows)."""
     h = hashlib.sha256()
     h.update(np.sort(np.asarray(cell.indices, dtype=np.int64)).tobytes())
     if cell.extra_y is not None:
         h.update(b"extra")
         h.update(np.ascontiguousarray(cell.extra_x, dtype=np.float32).tobytes())
         h.update(np.asarray(cell.extra_y, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def cell_key(cell: Cell, recipe: Recipe, pool_key: str, eval_names=()) -> str:
+    """sha256 of (sorted subset indices, synthetic rows, recipe key, seed, pool key, eval sets)."""
+    h = hashlib.sha256(data_key(cell).encode())
     h.update(f"|{recipe.key()}|{int(cell.seed)}|{pool_key}|{','.join(sorted(eval_names))}".encode())
     return h.hexdigest()
 
@@ -123,10 +129,13 @@ class ProtocolTrainer:
             for key, cell in tqdm(items, desc=self.desc, disable=self.quiet):
                 yield key, self._train_one(cell)
             return
-        # vmap needs equal training-set sizes within a group
-        by_size: dict[int, list] = {}
+        # vmap needs equal training-set sizes within a group. Full batch: group by training set,
+        # so a group's models share one input (one large matrix product instead of per-model copies).
+        full_batch = self.recipe.batch_size is None
+        by_size: dict = {}
         for item in items:
-            by_size.setdefault(item[1].size, []).append(item)
+            group_key = data_key(item[1]) if full_batch else item[1].size
+            by_size.setdefault(group_key, []).append(item)
         groups = [g[i:i + MAX_STACK] for g in by_size.values() for i in range(0, len(g), MAX_STACK)]
         bar = tqdm(total=len(items), desc=self.desc, disable=self.quiet)
         for group in groups:

@@ -33,44 +33,31 @@ def class_targets(h: np.ndarray, n: int, alpha: float = 1.0, higher_is_harder: b
     """Target class sizes S_c from class hardness h_c (natural units), keeping the total n.
 
     - Orientation "higher = easier" (AUM, confidence): if min(h) < 0, h += -min(h) + 1e-4;
-      then r_c = 1 / h_c. Otherwise r_c = h_c.
-    - S_c = r_c / sum(r) * n, rounded by largest remainder so that sum(S) = n exactly.
-    - alpha > 1: S_c = m + sign(S_c - m) * int(alpha * |S_c - m|) around m = int(mean S),
-      clipped to >= 1. Truncation and clipping move the total; the difference is then
-      spread one sample at a time over the classes, largest first (removing only from
-      classes above 1), so the total stays n.
+      then r_c = 1 / h_c. Otherwise r_c = h_c (shifted the same way if any h_c < 0).
+    - S_c = r_c / sum(r) * n, rounded by largest remainder so that sum(S) = n exactly
+      (plain rounding can lose or gain a sample: 3 x 33.3 -> 99).
+    - alpha > 1: S_c = m + sign(S_c - m) * int(alpha * |S_c - m|) around m = int(mean S).
+    - Clipped to >= 1. Where truncation or clipping moved the total, the part above 1 is
+      rescaled, (S_c - 1) * (n - C) / (sum(S) - C), and rounded by largest remainder,
+      so the total is n again.
     - alpha <= 0 means no resampling; the caller keeps the class sizes it has.
     """
     h = np.asarray(h, dtype=float).copy()
-    if not higher_is_harder:
-        if h.min() < 0:
-            h += -h.min() + 1e-4
-        r = 1.0 / h
-    else:
-        r = h
-    if np.any(r < 0):  # a "higher = harder" method with negative class means
-        r = r - r.min() + 1e-4
+    if np.any(h < 0):
+        h += -h.min() + 1e-4
+    r = h if higher_is_harder else 1.0 / h
+    c = len(r)
+    if n < c:
+        raise ValueError(f"cannot give {c} classes at least one sample each out of {n}")
     sizes = largest_remainder(r / r.sum() * n, n)
     if alpha > 1:
         m = int(sizes.mean())
         d = sizes - m
-        sizes = np.maximum(m + np.sign(d) * (alpha * np.abs(d)).astype(np.int64), 1)
-        sizes = _fix_total(sizes, n)
+        sizes = m + np.sign(d) * (alpha * np.abs(d)).astype(np.int64)
+    sizes = np.maximum(sizes, 1)
+    if sizes.sum() != n:
+        sizes = 1 + largest_remainder((sizes - 1) * (n - c) / (sizes.sum() - c), n - c)
     return sizes.astype(np.int64)
-
-
-def _fix_total(sizes: np.ndarray, n: int) -> np.ndarray:
-    sizes = sizes.copy()
-    order = np.lexsort((np.arange(len(sizes)), -sizes))  # largest first, ties by index
-    i = 0
-    while sizes.sum() != n:
-        c = order[i % len(sizes)]
-        if sizes.sum() < n:
-            sizes[c] += 1
-        elif sizes[c] > 1:
-            sizes[c] -= 1
-        i += 1
-    return sizes
 
 
 def resample(y: np.ndarray, scores: np.ndarray, targets: np.ndarray, filler: str, seed: int,

@@ -34,7 +34,7 @@ def cosine_to_class_mean(features: np.ndarray, y: np.ndarray, num_classes: int) 
 @register(higher_is_harder=False, needs={"features"}, family="representation",
           citation="Sorscher et al. 2022, Beyond neural scaling laws: beating power law scaling via data pruning (NeurIPS)")
 def prototypicality(ctx):
-    """Supervised prototypicality: cos(h_i, mu_{y_i}) with h the final model's penultimate
+    """Supervised prototypicality (Sorscher et al. 2022): cos(h_i, mu_{y_i}) with h the final model's penultimate
     features and mu_c the mean feature of the samples labelled c (the sample included)."""
     y = _as_numpy(ctx.y)
     return cosine_to_class_mean(np.asarray(ctx.features, dtype=np.float64), y, ctx.num_classes)
@@ -54,8 +54,9 @@ def neighbours_excluding_self(features: np.ndarray, k: int) -> np.ndarray:
 @register(higher_is_harder=True, needs={"features"}, family="representation",
           citation="Bahri, Jiang & Gupta 2020, Deep k-NN for Noisy Labels (ICML)")
 def knn_disagreement(ctx, k: int = 10):
-    """Share of the k = 10 nearest neighbours (penultimate features, Euclidean, self excluded)
-    whose label differs from the sample's: (1/k) sum_{j in kNN(i)} [y_j != y_i]."""
+    """Deep k-NN disagreement (Bahri, Jiang & Gupta 2020): share of the k = 10 nearest neighbours
+    (penultimate features, Euclidean, self excluded) whose label differs from the sample's:
+    (1/k) sum_{j in kNN(i)} [y_j != y_i]."""
     y = _as_numpy(ctx.y)
     neighbours = neighbours_excluding_self(np.asarray(ctx.features, dtype=np.float32), k)
     return (y[neighbours] != y[:, None]).mean(axis=1)
@@ -86,7 +87,7 @@ def prediction_depths(layers: list[np.ndarray], y: np.ndarray, final_pred: np.nd
 @register(higher_is_harder=True, needs={"final_model"}, family="representation",
           citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
 def prediction_depth(ctx, k: int = 30):
-    """Prediction depth: k-NN probes (k = 30, fit on the pool's labels, a sample never its own
+    """Prediction depth (Baldock, Maennel & Neyshabur 2021): k-NN probes (k = 30, fit on the pool's labels, a sample never its own
     neighbour) on the representation at layer l = 0 (input), 1..B (each block's output) and
     B + 1 (logits) of the final model; depth = the first l such that the probes of l and
     every later layer agree with the model's prediction (B + 2 if the last one disagrees)."""
@@ -118,12 +119,14 @@ def straggler_scores(radii: torch.Tensor, checkpoint_margins: torch.Tensor, y: t
 
 
 @register(higher_is_harder=True, needs={"checkpoints"}, family="representation",
-          citation="Pukowski & Lu 2024 (in-class data imbalance); Ciceri et al. 2024, Inversion dynamics of class manifolds (Nat. Mach. Intell.)")
+          citation="Pukowski & Lu 2024 (in-class data imbalance); "
+                   "Ciceri et al. 2024, Inversion dynamics of class manifolds (Nat. Mach. Intell.)")
 def stragglers(ctx):
-    """Stragglers: at each kept checkpoint t, the normalised squared radius R^2_c(t) of every
-    class manifold in the first block's output; the class's inversion point is its minimum
-    t*_c (segregation ends, entanglement starts); samples misclassified at t*_c are stragglers.
-    Binary, ties broken by the margin at t*_c: [straggler] + sigmoid(-margin)."""
+    """Stragglers (Ciceri et al. 2024; Pukowski & Lu 2024): at each kept checkpoint t, the
+    normalised squared radius R^2_c(t) of every class manifold in the first block's output; the
+    class's inversion point is its minimum t*_c (segregation ends, entanglement starts); samples
+    misclassified at t*_c are stragglers. Binary, ties broken by the margin at t*_c:
+    [straggler] + sigmoid(-margin)."""
     radii, margin_rows = [], []
     for epoch in sorted(ctx.checkpoints):
         model = ctx.model_at(epoch)

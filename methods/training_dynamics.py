@@ -52,7 +52,7 @@ def forgetting(ctx):
 @register(higher_is_harder=True, family="training dynamics",
           citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
 def variability(ctx):
-    """Data-maps variability: population standard deviation over epochs of p_y,
+    """Data-maps variability (Swayamdipta et al. 2020): population standard deviation over epochs of p_y,
     sqrt((1/E) sum_e (p_y,e - mean_e p_y)^2). High = ambiguous (the data map's hard region)."""
     return ctx.dynamics.p_y.std(axis=1)
 
@@ -60,7 +60,7 @@ def variability(ctx):
 @register(higher_is_harder=False, family="training dynamics",
           citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
 def correctness(ctx):
-    """Data-maps correctness: fraction of epochs whose training forward pass predicted
+    """Data-maps correctness (Swayamdipta et al. 2020): fraction of epochs whose training forward pass predicted
     the label, (1/E) sum_e [argmax_k z_k,e = y]."""
     return ctx.dynamics.correct.mean(axis=1)
 
@@ -80,7 +80,7 @@ def learned_epochs(correct: np.ndarray) -> np.ndarray:
 @register(higher_is_harder=True, family="training dynamics",
           citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
 def iteration_learned(ctx):
-    """Iteration (here: epoch) learned: the first epoch after which the training forward
+    """Iteration (here: epoch) learned (Baldock et al. 2021): the first epoch after which the training forward
     pass classifies the sample correctly for the rest of training,
     min{e : correct_e' = 1 for all e' >= e}; never learned = E + 1."""
     return learned_epochs(ctx.dynamics.correct).astype(float)
@@ -89,7 +89,7 @@ def iteration_learned(ctx):
 @register(higher_is_harder=True, family="training dynamics",
           citation="Seedat et al. 2022, Data-IQ: Characterizing subgroups with heterogeneous outcomes (NeurIPS)")
 def dataiq_aleatoric(ctx):
-    """Data-IQ aleatoric uncertainty: (1/E) sum_e p_y,e (1 - p_y,e), the expected variance of
+    """Data-IQ aleatoric uncertainty (Seedat et al. 2022): (1/E) sum_e p_y,e (1 - p_y,e), the expected variance of
     the label's Bernoulli outcome over training checkpoints (here: epochs)."""
     p = ctx.dynamics.p_y
     return (p * (1.0 - p)).mean(axis=1)

@@ -33,3 +33,28 @@ def linear_state(weight, bias) -> dict:
     """The state_dict of ``mlp(hidden=[])``: a BlockNet whose only block is Flatten, head = Linear."""
     return {"head.weight": torch.as_tensor(weight, dtype=torch.float32),
             "head.bias": torch.as_tensor(bias, dtype=torch.float32)}
+
+
+class single_thread:
+    """Tiny models train faster on one thread, and a second busy process on a 2-core machine
+    makes two-thread OpenMP barriers pathologically slow; restores the thread count after."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+
+
+def run_cli_in_process(*args) -> str:
+    """``python -m bench ARGS`` in this process; returns what it printed."""
+    import contextlib
+    import io
+
+    from bench.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(list(args)) == 0
+    return out.getvalue()

@@ -2,11 +2,13 @@
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
@@ -94,7 +96,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path, p
     assert clean.returncode == 0, clean.stderr
 
     interrupted = tmp_path / "interrupted"
-    env = {**__import__("os").environ, "PYTHONPATH": f"{ROOT}:{plugin['PYTHONPATH']}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), plugin["PYTHONPATH"]])}
     process = subprocess.Popen([sys.executable, "-m", "bench", *args, "--results", str(interrupted)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -109,6 +111,9 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path, p
     resumed = run_cli(*args, "--results", interrupted, env=plugin)
     assert resumed.returncode == 0, resumed.stderr
     assert _metrics(interrupted) == _metrics(tmp_path / "clean")
+    for path in (tmp_path / "clean").glob("digits/scores/*/*/seed*.npz"):  # same seed, same scores, bit for bit
+        twin = interrupted / path.relative_to(tmp_path / "clean")
+        assert np.array_equal(np.load(path)["scores"], np.load(twin)["scores"])
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # nothing finished was redone
     assert not list(interrupted.rglob("*.tmp"))
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.metrics import detection_metrics, hard_set, mean_ci
+from bench.metrics import detection_metrics, friedman_nemenyi, hard_set, mean_ci
 
 
 def test_auprc_on_a_known_ranking():
@@ -44,3 +44,13 @@ def test_mean_ci_matches_student_t():
     mean, half = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.302653 * 1 / math.sqrt(3), rel=1e-5)
     assert mean_ci([0.7]) == (0.7, 0.0)
+
+
+def test_friedman_nemenyi_against_demsar_table():
+    # identical ordering in every block: ranks 1..k exactly
+    matrix = np.tile([0.9, 0.5, 0.1], (10, 1))
+    result = friedman_nemenyi(matrix)
+    assert list(result["mean_ranks"]) == [1.0, 2.0, 3.0]
+    assert result["p"] < 0.001
+    # Demšar (2006) Table 5: q_0.05 = 2.343 for k = 3 -> CD = 2.343 * sqrt(3*4 / (6*10))
+    assert result["cd"] == pytest.approx(2.343 * math.sqrt(12 / 60), abs=2e-3)

@@ -4,7 +4,8 @@ On the pooled pool (train + test), every seed's estimation run:
 
 - **stability**: split the seeds into two disjoint halves (even and odd positions),
   average each half's oriented scores, and report Spearman rho between the two means
-  and the Jaccard index of their hard sets H(q) (``bench.metrics.hard_set``, q = 0.1);
+  and the Jaccard index of their hard sets H(q) (``bench.metrics.hard_set``, q = 0.1; each
+  half breaks ties with its first seed, so tied scores cannot agree by construction);
 - **agreement**: Spearman rho and hard-set Jaccard between every pair of methods' mean
   scores (over all seeds): markdown matrices and a heatmap;
 - **cost**: the method's own scoring time plus its apportioned share of the training it
@@ -17,6 +18,7 @@ every record of the method, so ``report`` needs nothing but the records.
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -48,8 +50,9 @@ def stability(per_seed: dict[int, np.ndarray], q: float = Q) -> dict | None:
         return None
     halves = [seeds[0::2], seeds[1::2]]
     a, b = (np.mean([per_seed[s] for s in half], axis=0) for half in halves)
-    return {"rho": _finite(spearmanr(a, b)[0]), "jaccard": jaccard(hard_set(a, q), hard_set(b, q)),
-            "halves": halves}
+    # each half breaks ties with its own seed, so tied scores do not overlap by construction
+    hard_a, hard_b = hard_set(a, q, seed=halves[0][0]), hard_set(b, q, seed=halves[1][0])
+    return {"rho": _finite(spearmanr(a, b)[0]), "jaccard": jaccard(hard_a, hard_b), "halves": halves}
 
 
 def agreement(means: dict[str, np.ndarray], q: float = Q) -> dict[str, dict[str, dict]]:
@@ -65,8 +68,9 @@ def agreement(means: dict[str, np.ndarray], q: float = Q) -> dict[str, dict[str,
         rho = np.array([[1.0, r], [r, 1.0]])
     else:
         rho = spearmanr(matrix)[0]
-    hard = {n: hard_set(means[n], q) for n in names}
-    return {a: {b: {"spearman": _finite(rho[i, j]), "jaccard": jaccard(hard[a], hard[b])}
+    # ties broken with a seed of the method's own (stable across runs), not one shared order
+    hard = {n: hard_set(means[n], q, seed=zlib.crc32(n.encode())) for n in names}
+    return {a: {b: {"spearman": _finite(rho[i, j]), "jaccard": 1.0 if a == b else jaccard(hard[a], hard[b])}
                 for j, b in enumerate(names)} for i, a in enumerate(names)}
 
 
@@ -111,9 +115,9 @@ def _heatmap(names: list[str], spearman: np.ndarray, jaccard_matrix: np.ndarray)
 
     size = max(5.0, 0.38 * len(names) + 2)
     figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    for ax, matrix, title, vmin in ((axes[0], spearman, "Spearman ρ of mean scores", -1.0),
-                                    (axes[1], jaccard_matrix, f"Jaccard of hard sets (q = {Q})", 0.0)):
-        image = ax.imshow(np.where(np.isnan(matrix), 0.0, matrix), vmin=vmin, vmax=1.0, cmap="RdBu_r")
+    for ax, matrix, title, vmin, cmap in ((axes[0], spearman, "Spearman ρ of mean scores", -1.0, "RdBu_r"),
+                                          (axes[1], jaccard_matrix, f"Jaccard of hard sets (q = {Q})", 0.0, "viridis")):
+        image = ax.imshow(np.where(np.isnan(matrix), 0.0, matrix), vmin=vmin, vmax=1.0, cmap=cmap)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_title(title)
@@ -162,8 +166,9 @@ def report(records: list[dict]) -> Report:
             if b in row:
                 spearman[i, j] = np.nan if row[b]["spearman"] is None else row[b]["spearman"]
                 jac[i, j] = row[b]["jaccard"]
-    for title, matrix in ((f"### Agreement: Spearman ρ between methods' mean scores (seeds {seeds_used[-1] if seeds_used else ()})",
-                           spearman), (f"### Agreement: Jaccard of hard sets H({Q})", jac)):
+    seeds_text = ", ".join(map(str, seeds_used[-1])) if seeds_used else ""
+    for title, matrix in ((f"### Agreement: Spearman ρ between methods' mean scores (seeds {seeds_text})", spearman),
+                          (f"### Agreement: Jaccard of hard sets H({Q})", jac)):
         body = [[a, *(_fmt(v, 2) for v in matrix[i])] for i, a in enumerate(names)]
         text += ["", title + "\n", tabulate(body, headers=["", *names], tablefmt="github")]
     plots = {"methods_agreement.png": _heatmap(names, spearman, jac)} if names else {}

@@ -22,38 +22,49 @@ from tabulate import tabulate
 
 from ..metrics import format_ci, mean_ci
 from ..protocol import Cell, method_scores, protocol_seeds, top_k, track_options, trainer_for
+from ..resample import largest_remainder
 from .base import Report, group, ranks_by
 
 NAME = "pathways"
 DEFAULTS = {"q": 0.1, "train_ratio": 0.9, "ratios": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": 3, "split_seed": 0,
-            "epochs": None}
-PROFILES = {"smoke": {"seeds": 1, "ratios": [0.0, 1.0]}, "default": {"seeds": 3, "ratios": [0.0, 0.5, 1.0]},
-            "full": {"seeds": 5}}
+            "epochs": None, "rounding": "total"}
+PROFILES = {"smoke": {"seeds": 1, "ratios": [0.0, 1.0]},
+            "default": {"seeds": 3, "ratios": [0.0, 0.5, 1.0], "epochs": 10}, "full": {"seeds": 5}}
 
 
 def options(engine) -> dict:
     return track_options(engine, NAME, DEFAULTS, PROFILES)
 
 
-def stratified_split(indices: np.ndarray, y: np.ndarray, train_ratio: float, rng: np.random.Generator):
-    """Split ``indices`` into (train, test) with round(train_ratio · n_c) training samples per class."""
+def stratified_split(indices: np.ndarray, y: np.ndarray, train_ratio: float, rng: np.random.Generator,
+                     rounding: str = "total"):
+    """Split ``indices`` into (train, test). ``rounding="total"``: round(train_ratio · n) training
+    samples in all, shared among classes in proportion (largest remainder), so the sizes do not
+    depend on the class make-up and every method's cells train stacked together; ``"class"``:
+    round(train_ratio · n_c) per class (the first implementation; same draws otherwise)."""
+    classes = np.unique(y[indices])
+    counts = np.array([(y[indices] == c).sum() for c in classes])
+    if rounding == "class":
+        per_class = np.round(train_ratio * counts).astype(np.int64)
+    else:
+        per_class = largest_remainder(train_ratio * counts, int(round(train_ratio * len(indices))))
     train, test = [], []
-    for c in np.unique(y[indices]):
+    for c, k in zip(classes, per_class):
         members = rng.permutation(indices[y[indices] == c])
-        k = int(round(train_ratio * len(members)))
         train.append(members[:k])
         test.append(members[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def pathway_sets(scores: np.ndarray, y: np.ndarray, q: float, train_ratio: float, ratios, seed: int) -> dict:
+def pathway_sets(scores: np.ndarray, y: np.ndarray, q: float, train_ratio: float, ratios, seed: int,
+                 rounding: str = "total") -> dict:
     """The subsets of one method: hard/easy train/test and, per (pathway, r), the training rows."""
     n = len(y)
     hard = top_k(scores, math.ceil(q * n), seed)
     easy = np.setdiff1d(np.arange(n), hard)
     rng = np.random.default_rng(seed)
-    hard_train, hard_test = stratified_split(hard, y, train_ratio, rng)
-    easy_train, easy_test = stratified_split(easy, y, train_ratio, rng)
+    hard_train, hard_test = stratified_split(hard, y, train_ratio, rng, rounding)
+    easy_train, easy_test = stratified_split(easy, y, train_ratio, rng, rounding)
     easy_order, hard_order = rng.permutation(easy_train), rng.permutation(hard_train)
     train = {}
     for r in ratios:
@@ -61,6 +72,44 @@ def pathway_sets(scores: np.ndarray, y: np.ndarray, q: float, train_ratio: float
         train[("H", r)] = np.sort(np.concatenate([easy_train, hard_order[:int(round(r * len(hard_order)))]]))
     return {"hard_train": hard_train, "hard_test": hard_test, "easy_train": easy_train, "easy_test": easy_test,
             "train": train}
+
+
+# PROTOCOL.md, Track P: the in-class-imbalance paper's CurvBIM numbers (MNIST pooled 20k subset,
+# MLP 784-20-20-10 tanh, full-batch SGD lr 0.1, 500 epochs, stragglers, train_ratio 0.9, 100 networks):
+# test accuracy % (hard, easy, full) per (pathway, r). Cited, for checking; never computed here.
+REFERENCE = {
+    "stragglers": {("E", 0.0): (51.4, 52.3, 52.2), ("E", 0.25): (42.8, 96.0, 91.7), ("E", 1.0): (30.4, 97.6, 92.2),
+                   ("H", 0.0): (17.2, 96.7, 91.0), ("H", 0.25): (20.2, 97.0, 91.5), ("H", 1.0): (27.2, 97.5, 92.5)},
+    # the confidence identifier, pathway H, hard / easy only
+    "max_logit": {("H", 0.0): (38.4, 95.4, None), ("H", 0.25): (42.2, 95.6, None), ("H", 1.0): (47.0, 95.9, None)},
+}
+
+
+def _is_curvbim(records) -> bool:
+    recipe = records[0].get("protocol_recipe") or records[0]["recipe"]
+    return (records[0]["dataset"].startswith("mnist") and recipe.get("epochs") == 500
+            and recipe.get("model_kwargs", {}).get("hidden") == [20, 20]
+            and recipe.get("model_kwargs", {}).get("activation") == "tanh" and recipe.get("batch_size") is None)
+
+
+def _reference_table(records) -> str:
+    """Our mean accuracies beside the paper's, for the cells the paper reports."""
+    rows = []
+    for method, cells in REFERENCE.items():
+        for (pathway, r), ref in cells.items():
+            ours = [x for x in records if x["method"] == method and x["config"]["pathway"] == pathway
+                    and x["config"]["r"] == r]
+            if not ours:
+                continue
+            mine = [format_ci([x["metrics"][k] for x in ours], 1, 100) for k in ("acc_hard", "acc_easy", "acc_full")]
+            rows.append([method, pathway, f"{r:g}", *mine, " / ".join("–" if v is None else f"{v:.1f}" for v in ref),
+                         len(ours)])
+    if not rows:
+        return ""
+    return ("Beside the reference (PROTOCOL.md, Track P; the paper's confidence identifier is compared with "
+            "`max_logit`; reference = mean of 100 networks), test accuracy %:\n\n"
+            + tabulate(rows, headers=["method", "pathway", "r", "hard (ours)", "easy (ours)", "full (ours)",
+                                      "reference hard / easy / full", "networks"], tablefmt="github"))
 
 
 def run(engine) -> None:
@@ -76,7 +125,7 @@ def run(engine) -> None:
     scores = method_scores(engine, pool)
     y = pool.y.cpu().numpy()
     sets = {name: pathway_sets(scores[name]["scores"], y, opts["q"], opts["train_ratio"], opts["ratios"],
-                               opts["split_seed"]) for name in todo if name in scores}
+                               opts["split_seed"], opts["rounding"]) for name in todo if name in scores}
     cells = [Cell(rows, seed, tag={"method": name, "path": key})
              for name, s in sets.items() for key, rows in s["train"].items() for seed in seeds]
     recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
@@ -90,7 +139,7 @@ def run(engine) -> None:
         config = {"pathway": pathway, "r": float(r), "q": opts["q"], "train_ratio": opts["train_ratio"]}
         engine.write_record(NAME, config, cell.tag["method"], cell.seed, metrics, pool=pool.key,
                             train_size=len(cell.indices), hard_test=len(s["hard_test"]),
-                            easy_test=len(s["easy_test"]), protocol_recipe=recipe.to_dict())
+                            easy_test=len(s["easy_test"]), protocol_recipe=recipe.to_dict(), rounding=opts["rounding"])
 
 
 def summary(records: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -137,7 +186,8 @@ def report(records: list[dict]) -> Report:
             "samples more sharply.\n\n"
             + tabulate(rows, headers=["method", "gap", "hard dep.", "easy dep.", "easy-removal gain", "raised",
                                       "rank"], tablefmt="github")
-            + "\n\n" + _curves_table(cell))
+            + "\n\n" + _curves_table(cell)
+            + ("\n\n" + _reference_table(cell) if _is_curvbim(cell) else ""))
         plots[f"pathways_q{q}.png"] = _plot(cell)
     return Report("\n\n".join(sections), ranks if sections else {}, plots)
 

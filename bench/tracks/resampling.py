@@ -22,7 +22,7 @@ import numpy as np
 from scipy.stats import ttest_rel
 from tabulate import tabulate
 
-from ..metrics import format_ci, mean_ci
+from ..metrics import format_ci
 from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
 from ..resample import class_hardness, class_targets, resample
 from .base import Report, group, ranks_by
@@ -30,7 +30,7 @@ from .base import Report, group, ranks_by
 NAME = "resampling"
 DEFAULTS = {"alphas": [0, 1, 3], "fillers": ["duplicate", "smote"], "keep": "hardest", "seeds": 3, "split_seed": 0,
             "epochs": None}
-PROFILES = {"smoke": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"]}, "default": {"seeds": 3},
+PROFILES = {"smoke": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"]}, "default": {"seeds": 3, "epochs": 10},
             "full": {"seeds": 5}}
 METRICS = ("mean_recall", "recall_gap", "recall_std", "worst_recall", "hard_easy")
 

@@ -28,7 +28,7 @@ from .base import Report, group, ranks_by
 
 NAME = "split"
 DEFAULTS = {"test": 0.2, "q": 0.1, "seeds": 3, "split_seed": 0, "epochs": None}
-PROFILES = {"smoke": {"seeds": 1}, "default": {"seeds": 3}, "full": {"seeds": 5}}
+PROFILES = {"smoke": {"seeds": 1}, "default": {"seeds": 3, "epochs": 10}, "full": {"seeds": 5}}
 
 
 def options(engine) -> dict:

@@ -1,0 +1,122 @@
+"""Representation identifiers on constructed geometries with known answers."""
+import numpy as np
+import torch
+
+from bench.recipes import Recipe
+from bench.registry import get_method
+from methods.representation import (depth_from_agreement, knn_probe_predictions, neighbours_excluding_self,
+                                    normalised_class_radii, prediction_depths, straggler_scores)
+from methods_support import make_context
+
+
+class _FeatureCtx:
+    """Only what the feature-based methods read."""
+
+    def __init__(self, features, y, num_classes):
+        self.features, self.y, self.num_classes = np.asarray(features, float), torch.as_tensor(y), num_classes
+
+
+def test_prototypicality_is_cosine_to_the_class_mean():
+    features = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    y = np.array([0, 0, 1, 1])
+    # class means: [1, .5] and [0, 1.5]
+    m0 = np.array([1.0, 0.5])
+    expected = [1 / np.linalg.norm(m0), 1.5 / (np.sqrt(2) * np.linalg.norm(m0)), 1.0, 1.0]
+    np.testing.assert_allclose(get_method("prototypicality").fn(_FeatureCtx(features, y, 2)), expected, rtol=1e-9)
+
+
+def test_neighbours_never_include_the_sample_itself_even_with_duplicates():
+    features = np.array([[0.0], [0.0], [0.0], [5.0], [6.0]])  # three exact duplicates
+    nbrs = neighbours_excluding_self(features, 2)
+    assert nbrs.shape == (5, 2)
+    assert not (nbrs == np.arange(5)[:, None]).any()
+    assert set(nbrs[0]) == {1, 2} and set(nbrs[1]) == {0, 2}
+
+
+def test_knn_disagreement_counts_other_labels_among_neighbours():
+    # a tight cluster of label 0 with one sample labelled 1 inside it, and a far cluster of label 1
+    features = np.array([[0.0], [0.4], [1.05], [0.5], [10.0], [10.3], [10.7]])
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    scores = np.asarray(get_method("knn_disagreement").fn(_FeatureCtx(features, y, 2), k=2))
+    # the planted sample's two neighbours (0.4, 0.0) are label 0; each label-0 sample has it
+    # among its two neighbours; the far cluster agrees with itself
+    np.testing.assert_allclose(scores, [0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0])
+
+
+def test_knn_probe_excludes_self():
+    # with k = 1 a lone sample of class 1 among class 0 must be predicted 0 (its neighbour),
+    # which it would not be if it were its own neighbour
+    features = np.array([[0.0], [1.0], [2.0], [5.0]])
+    y = np.array([0, 0, 0, 1])
+    np.testing.assert_array_equal(knn_probe_predictions(features, y, 2, k=1), [0, 0, 0, 0])
+
+
+def test_depth_from_agreement():
+    agree = np.array([[1, 1, 1, 1],
+                      [0, 0, 1, 1],
+                      [1, 0, 1, 1],  # agreement at layer 0 does not count: layer 1 disagrees
+                      [1, 1, 1, 0]], dtype=bool)  # the last layer disagrees: depth = number of layers
+    np.testing.assert_array_equal(depth_from_agreement(agree), [0, 2, 2, 4])
+
+
+def test_prediction_depth_on_constructed_layers():
+    # 8 samples, two clusters per layer; sample 0 sits in the class-1 cluster for layers 0 and 1,
+    # and moves to the class-0 cluster from layer 2 on; the model predicts 0 for it.
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    home = np.where(y == 0, 0.0, 10.0)[:, None] + np.arange(8)[:, None] * 0.01
+    moved = home.copy()
+    moved[0] = 10.005
+    layers = [moved, moved, home, home]
+    final_pred = y.copy()
+    depths = prediction_depths(layers, y, final_pred, 2, k=3)
+    np.testing.assert_array_equal(depths, [2, 0, 0, 0, 0, 0, 0, 0])
+
+
+def test_prediction_depth_method_runs_on_a_model():
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(20, 3) - 3, torch.randn(20, 3) + 3])
+    y = torch.cat([torch.zeros(20), torch.ones(20)]).long()
+    w = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    state = {"head.weight": w, "head.bias": torch.zeros(2)}
+    ctx = make_context(x, y, 2, checkpoints={1: state}, recipe=Recipe(model="mlp", model_kwargs={"hidden": []},
+                                                                     epochs=1))
+    depth = np.asarray(get_method("prediction_depth").fn(ctx, k=5))
+    # separable clusters, a correct linear model: every probe agrees from the input on
+    np.testing.assert_array_equal(depth, 0)
+
+
+def test_normalised_class_radii_by_hand():
+    h = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [10.0, 4.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    # class 0 radius^2 = 1, class 1 = 4; total spread: mean ||h - (5.5, 1)||^2
+    total = np.mean(((h.numpy() - h.numpy().mean(0)) ** 2).sum(1))
+    np.testing.assert_allclose(normalised_class_radii(h, y, 2), [1 / total, 4 / total], rtol=1e-6)
+
+
+def test_stragglers_are_misclassified_at_their_class_inversion_point():
+    # 3 checkpoints, 2 classes: class 0's radius is smallest at t = 1, class 1's at t = 2
+    radii = torch.tensor([[0.9, 0.8], [0.2, 0.5], [0.4, 0.1]])
+    margins = torch.tensor([[-1.0, -1.0, -1.0, -1.0],
+                            [-0.5, 2.0, -3.0, 1.0],
+                            [1.0, 1.0, 0.5, -0.2]])
+    y = torch.tensor([0, 0, 1, 1])
+    scores = straggler_scores(radii, margins, y).numpy()
+    # sample 0: class 0, t*=1, margin -0.5 -> straggler; sample 1: margin 2 -> not;
+    # sample 2: class 1, t*=2, margin 0.5 -> not; sample 3: margin -0.2 -> straggler
+    np.testing.assert_array_equal(scores > 1, [True, False, False, True])
+    # ties inside the stragglers broken by margin: -0.5 is harder than -0.2
+    assert scores[0] > scores[3] and scores[2] > scores[1]
+
+
+def test_stragglers_method_on_constructed_checkpoints():
+    # Inputs on two axes; the only block is Flatten, so the "first layer" is the input itself and
+    # the radii are the same at every checkpoint: the first checkpoint (argmin ties) is the inversion.
+    x = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    early = {"head.weight": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "head.bias": torch.tensor([0.0, 1.5])}
+    final = {"head.weight": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "head.bias": torch.zeros(2)}
+    ctx = make_context(x, y, 2, checkpoints={1: early, 2: final},
+                       recipe=Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=2))
+    scores = np.asarray(get_method("stragglers").fn(ctx))
+    # early logits: sample 0 -> [1, 1.5] wrong; sample 1 -> [2, 1.5] right; class 1 always right
+    np.testing.assert_array_equal(scores > 1, [True, False, False, False])

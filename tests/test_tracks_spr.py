@@ -1,0 +1,134 @@
+"""Tracks S, P and R end to end on a tiny digits setting: records, resume, model
+sharing between methods with identical hard sets, reports and plots."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import parse_options
+from bench.data import load_dataset
+from bench.engine import Engine
+from bench.recipes import RECIPES
+from bench.registry import Method, get_method
+from bench.store import Store
+from bench.tracks import TRACKS, pathways, resampling, split
+
+
+def _loss(ctx):
+    return ctx.dynamics.loss.mean(axis=1)
+
+
+def _engine(tmp_path, methods, **options):
+    data = load_dataset("digits")
+    recipe = replace(RECIPES["digits"], model_kwargs={"hidden": [32]}, epochs=2)
+    return Engine(data, recipe, methods, [0], torch.device("cpu"), Store(tmp_path / "results"), options=options,
+                  quiet=True)
+
+
+def _models(tmp_path):
+    return len(list((tmp_path / "results").glob("digits/_protocol/**/*.npz")))
+
+
+LOSS = Method("loss_a", _loss, True, frozenset({"dynamics"}))
+LOSS_TWICE = Method("loss_b", lambda ctx: 2 * _loss(ctx) + 1, True, frozenset({"dynamics"}))  # same ranking
+OPTS = {"pathways": {"seeds": 2, "ratios": [0.0, 0.5, 1.0]}, "split": {"seeds": 2},
+        "resampling": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"]}}
+
+
+def test_identical_hard_sets_share_models(tmp_path):
+    engine = _engine(tmp_path / "one", [LOSS], **OPTS)
+    pathways.run(engine)
+    alone = _models(tmp_path / "one")
+    assert alone == 5 * 2  # E0, E.5, H0, H.5, and r = 1 shared by E and H; 2 seeds
+    engine = _engine(tmp_path / "two", [LOSS, LOSS_TWICE], **OPTS)
+    pathways.run(engine)
+    assert _models(tmp_path / "two") == alone  # the second method trained nothing new
+    records = list(engine.store.records("digits", "pathways"))
+    assert len(records) == 2 * 6 * 2
+    a = {(r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records if r["method"] == "loss_a"}
+    b = {(r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records if r["method"] == "loss_b"}
+    assert a == b
+
+
+def test_split_track(tmp_path):
+    engine = _engine(tmp_path, [LOSS, get_method("random")], **OPTS)
+    split.run(engine)
+    records = list(engine.store.records("digits", "split"))
+    assert len(records) == 2 * 2
+    by = {(r["method"], r["seed"]): r["metrics"] for r in records}
+    # the random split is method-independent: one baseline for both methods
+    assert by[("loss_a", 1000)]["acc_random"] == by[("random", 1000)]["acc_random"]
+    loss = by[("loss_a", 1000)]
+    assert loss["swing"] == pytest.approx(100 * (loss["acc_easiest"] - loss["acc_hardest"]))
+    assert loss["swing"] > 20  # the highest-loss fifth is much harder to predict than the lowest
+    assert -1 <= loss["class_r"] <= 1
+    trained = _models(tmp_path)
+    assert trained == (1 + 2 + 2) * 2  # random once; hardest + easiest per method
+    split.run(engine)  # resume: nothing left to do
+    assert _models(tmp_path) == trained
+    report = split.report(records)
+    assert "swing" in report.markdown and set(report.ranks) == {"loss_a", "random"}
+    assert report.ranks["loss_a"] == 1.0
+    assert all(name.endswith(".png") for name in report.plots)
+
+
+def test_pathways_report(tmp_path):
+    engine = _engine(tmp_path, [LOSS], **OPTS)
+    pathways.run(engine)
+    records = list(engine.store.records("digits", "pathways"))
+    stats = pathways.summary(records)["loss_a"]
+    by = {(r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records}
+    m = by[("E", 1.0, 1000)]
+    assert stats["gap"][0] == pytest.approx(100 * (m["acc_easy"] - m["acc_hard"]))
+    assert stats["hard_dep"][0] == pytest.approx(100 * (by[("H", 1.0, 1000)]["acc_hard"] - by[("H", 0.0, 1000)]["acc_hard"]))
+    report = pathways.report(records)
+    assert "hard dep." in report.markdown and "r = 0.5" in report.markdown
+    assert list(report.plots) == ["pathways_q0.1.png"]
+
+
+def test_resampling_track(tmp_path):
+    engine = _engine(tmp_path, [get_method("aum"), LOSS], **OPTS)
+    resampling.run(engine)
+    records = list(engine.store.records("digits", "resampling"))
+    assert len(records) == 2 * 2 * 2  # (alpha 0, alpha 1 duplicate) x methods x seeds
+    base = [r for r in records if r["config"]["alpha"] == 0]
+    # alpha = 0 trains on the plain train split: the same models (recall) for every method
+    assert len({tuple(r["recall"]) for r in base if r["seed"] == 1000}) == 1
+    for r in records:
+        assert sum(r["targets"]) == len(engine.dataset.y_train)
+        assert r["metrics"]["recall_gap"] == pytest.approx(max(r["recall"]) - min(r["recall"]))
+    table = resampling.compare(records)
+    assert ("aum", 1.0, "duplicate") in table and "p_recall_gap" in table[("aum", 1.0, "duplicate")]
+    report = resampling.report(records)
+    assert "p(gap)" in report.markdown and "resampling_recall.png" in report.plots
+
+
+def test_tracks_registered_and_options():
+    assert {"split", "pathways", "resampling"} <= set(TRACKS)
+    opts = parse_options(["pathways.ratios=0,0.25,1", "pathways.seeds=10", "resampling.fillers=smote,duplicate",
+                          "split.epochs=none"])
+    assert opts == {"pathways": {"ratios": [0, 0.25, 1], "seeds": 10},
+                    "resampling": {"fillers": ["smote", "duplicate"]}, "split": {"epochs": None}}
+
+
+def test_pool_size_keeps_a_stratified_subset(tmp_path):
+    engine = _engine(tmp_path, [LOSS], pool_size=500)
+    pool = engine.pool("pooled")
+    assert len(pool) == 500 and pool.key == "pooled-500"
+    counts = np.bincount(pool.y.numpy(), minlength=10)
+    assert counts.min() >= 45 and counts.max() <= 55
+    assert len(engine.pool("train", ("label-uniform", 0.1), 0)) == len(engine.dataset.y_train)  # plantings untouched
+
+
+def test_curvbim_report_shows_the_reference():
+    recipe = dict(RECIPES["curvbim"].to_dict())
+    records = [{"dataset": "mnist", "method": "stragglers", "seed": s, "recipe": recipe, "protocol_recipe": recipe,
+                "config": {"pathway": p, "r": r, "q": 0.1, "train_ratio": 0.9},
+                "metrics": {"acc_hard": 0.3 + 0.01 * s, "acc_easy": 0.97, "acc_full": 0.92}}
+               for p in ("E", "H") for r in (0.0, 0.25, 1.0) for s in (1000, 1001)]
+    text = pathways.report(records).markdown
+    assert "51.4 / 52.3 / 52.2" in text and "30.5 ± 6.4" in text
+    for record in records:
+        record["dataset"] = "digits"
+    assert "reference" not in pathways.report(records).markdown
