@@ -24,14 +24,18 @@ def detection_metrics(scores: np.ndarray, planted: np.ndarray) -> dict[str, floa
     }
 
 
+def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of the k highest scores, ties broken by a seeded random order."""
+    tiebreak = np.random.default_rng(seed).permutation(len(scores))
+    return np.sort(np.lexsort((tiebreak, -np.asarray(scores)))[:k])  # last key is primary: score descending
+
+
 def hard_set(scores: np.ndarray, q: float = 0.1, seed: int = 0, classes: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the ceil(q*N) highest scores, ties broken by a seeded random order.
+    """H(q): indices of the ceil(q*N) highest scores, ties broken by a seeded random order.
     With ``classes``, the top q inside each class instead."""
     scores = np.asarray(scores)
-    tiebreak = np.random.default_rng(seed).permutation(len(scores))
     if classes is None:
-        order = np.lexsort((tiebreak, -scores))  # last key is primary: score descending
-        return np.sort(order[: math.ceil(q * len(scores))])
+        return top_k(scores, math.ceil(q * len(scores)), seed)
     picked = [idx[hard_set(scores[idx], q, seed)] for idx in (np.flatnonzero(classes == c) for c in np.unique(classes))]
     return np.sort(np.concatenate(picked))
 

@@ -289,12 +289,6 @@ def method_scores(engine, pool) -> dict[str, dict]:
     return out
 
 
-def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Indices of the k highest scores, ties broken by a seeded random order (as ``hard_set``)."""
-    tiebreak = np.random.default_rng(seed).permutation(len(scores))
-    return np.sort(np.lexsort((tiebreak, -np.asarray(scores)))[:k])
-
-
 def protocol_seeds(count: int) -> list[int]:
     """Protocol-model seeds, disjoint from the estimation seeds 0..S-1."""
     return [1000 + r for r in range(count)]

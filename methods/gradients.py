@@ -25,11 +25,43 @@ def _detached_state(module: torch.nn.Module):
     return params, buffers
 
 
+def linear_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Exact per-sample gradient norms when every parameter sits in an ``nn.Linear`` applied
+    once to (B, D) inputs (MLPs): for a layer z = W a + b, grad_W = delta a^T, so
+    ||grad_W||^2 = ||delta||^2 ||a||^2 and ||grad_b||^2 = ||delta||^2 (Goodfellow 2015).
+    One batched backward of the summed loss gives every sample's delta, because in eval
+    mode samples do not interact. Returns None for any other architecture."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if sum(p.numel() for m in linears for p in m.parameters()) != sum(p.numel() for p in model.parameters()):
+        return None
+    calls = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0], out))) for m in linears]
+    try:
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(x), y, reduction="sum")
+            if len(calls) != len(linears) or any(a.ndim != 2 for _, a, _ in calls):
+                return None
+            deltas = torch.autograd.grad(loss, [out for _, _, out in calls])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    sq = torch.zeros(len(y), dtype=x.dtype, device=x.device)
+    for (module, a, _), delta in zip(calls, deltas):
+        delta_sq = delta.pow(2).sum(1)
+        sq += delta_sq * a.detach().pow(2).sum(1) + (delta_sq if module.bias is not None else 0)
+    return sq.sqrt()
+
+
 def per_sample_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                          chunk_size: int | None = None) -> torch.Tensor:
-    """|| grad_theta CE(f(x_i; theta), y_i) ||_2 over all parameters, for every sample i,
-    by ``vmap(grad(...))`` over ``functional_call`` (the model in eval mode)."""
+                          chunk_size: int | None = None, exact_linear: bool = True) -> torch.Tensor:
+    """|| grad_theta CE(f(x_i; theta), y_i) ||_2 over all parameters, for every sample i
+    (the model in eval mode): by the closed form of ``linear_grad_norms`` for MLPs, else
+    by ``vmap(grad(...))`` over ``functional_call``."""
     model.eval()
+    if exact_linear:
+        fast = [linear_grad_norms(model, x[a:b], y[a:b]) for a, b in chunks(len(y), 8192)]
+        if all(f is not None for f in fast):
+            return torch.cat(fast).detach()
     params, buffers = _detached_state(model)
     n_params = sum(p.numel() for p in params.values())
     chunk_size = chunk_size or max(1, GRADIENT_BUDGET // n_params)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from bench.context import Context, FoldPredictions, Pool
 from bench.dynamics import Dynamics
@@ -58,3 +59,13 @@ def run_cli_in_process(*args) -> str:
     with contextlib.redirect_stdout(out):
         assert main(list(args)) == 0
     return out.getvalue()
+
+
+def loop_grad_norms(model, x, y):
+    """The GraNd reference: one backward pass per sample, ||grad_theta CE||_2."""
+    norms = []
+    for i in range(len(y)):
+        model.zero_grad()
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        norms.append(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters())))
+    return torch.stack(norms)

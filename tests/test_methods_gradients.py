@@ -8,19 +8,9 @@ import torch.nn.functional as F
 from bench.models import build_model
 from bench.recipes import Recipe
 from bench.registry import get_method
-from methods.gradients import (hutchinson_curvature, input_hvp, last_layer_grad_sq_norms, normalise_within_class,
-                               per_sample_grad_norms, vog_raw)
-from methods_support import linear_state, make_context
-
-
-def loop_grad_norms(model, x, y):
-    """The reference: one backward pass per sample."""
-    norms = []
-    for i in range(len(y)):
-        model.zero_grad()
-        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
-        norms.append(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters())))
-    return torch.stack(norms)
+from methods.gradients import (hutchinson_curvature, input_hvp, last_layer_grad_sq_norms, linear_grad_norms,
+                               normalise_within_class, per_sample_grad_norms, vog_raw)
+from methods_support import linear_state, loop_grad_norms, make_context
 
 
 @pytest.mark.parametrize("name, shape, kwargs", [("mlp", (1, 8, 8), {"hidden": [16, 12]}),
@@ -142,3 +132,14 @@ def test_last_layer_grads_equal_autograd_on_an_mlp():
         F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
         expected.append(sum(p.grad.pow(2).sum() for p in model.head.parameters()).item())
     np.testing.assert_allclose(last_layer_grad_sq_norms(model, x, y), expected, rtol=1e-5)
+
+
+def test_closed_form_linear_norms_equal_vmap_grad_and_fall_back_for_convolutions():
+    torch.manual_seed(3)
+    mlp = build_model("mlp", (6,), 4, hidden=[8, 5]).eval()
+    x, y = torch.randn(11, 6), torch.randint(0, 4, (11,))
+    closed = per_sample_grad_norms(mlp, x, y)
+    np.testing.assert_allclose(closed, per_sample_grad_norms(mlp, x, y, exact_linear=False), rtol=1e-5)
+    np.testing.assert_allclose(closed, loop_grad_norms(mlp, x, y).detach(), rtol=1e-5)
+    cnn = build_model("cnn", (1, 6, 6), 4, width=2).eval()
+    assert linear_grad_norms(cnn, torch.randn(3, 1, 6, 6), torch.tensor([0, 1, 2])) is None

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bench.data import load_dataset
-from bench.protocol import Cell, ProtocolTrainer, cell_key, top_k, train_stacked
+from bench.metrics import top_k
+from bench.protocol import Cell, ProtocolTrainer, cell_key, train_stacked
 from bench.recipes import Recipe
 from bench.train import train
 from bench.tracks.pathways import pathway_sets, stratified_split

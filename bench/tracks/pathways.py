@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 from tabulate import tabulate
 
-from ..metrics import format_ci, mean_ci
-from ..protocol import Cell, method_scores, protocol_seeds, top_k, track_options, trainer_for
+from ..metrics import format_ci, mean_ci, top_k
+from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
 from ..resample import largest_remainder
 from .base import Report, group, ranks_by
 

@@ -22,8 +22,8 @@ from scipy.stats import pearsonr
 from sklearn.model_selection import train_test_split
 from tabulate import tabulate
 
-from ..metrics import format_ci, mean_ci
-from ..protocol import Cell, method_scores, protocol_seeds, top_k, track_options, trainer_for
+from ..metrics import format_ci, mean_ci, top_k
+from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
 from .base import Report, group, ranks_by
 
 NAME = "split"

@@ -49,10 +49,10 @@ def test_training_speed(benchmark, workload, variant):
     x, y = data.x_train, data.y_train
     benchmark.group = f"training: {workload}"
     if variant == "dataloader":
-        model = benchmark.pedantic(dataloader_loop, args=(recipe, x, y, data.num_classes, 0), rounds=3, warmup_rounds=1)
+        model = benchmark.pedantic(dataloader_loop, args=(recipe, x, y, data.num_classes, 0), rounds=5, warmup_rounds=1)
     else:
         result = benchmark.pedantic(train, args=(recipe, x, y, data.num_classes, 0),
-                                    kwargs={"record": variant == "recording"}, rounds=3, warmup_rounds=1)
+                                    kwargs={"record": variant == "recording"}, rounds=5, warmup_rounds=1)
         assert (result.dynamics is not None) == (variant == "recording")
         model = result.model
     assert all(torch.isfinite(p).all() for p in model.parameters())
