@@ -5,13 +5,14 @@ import argparse
 import csv
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from . import registry
 from .data import DatasetNotFound, load_dataset
 from .engine import Engine
 from .errors import UnknownName
-from .leaderboard import fill_readme, methods_table, write_leaderboards
+from .leaderboard import methods_table, write_leaderboards
 from .recipes import RECIPES, recipe_for
 from .store import Store, atomic_write
 from .tracks import TRACKS, select_tracks
@@ -77,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, leaderboards=True)
 
     p = sub.add_parser("report", help="regenerate the leaderboards from stored results")
-    p.add_argument("--readme", metavar="FILE", help="also refresh the generated blocks of this README")
     _common(p, leaderboards=True, plugin=False)
 
     p = sub.add_parser("export", help="stored results as a tidy CSV")
@@ -166,9 +166,6 @@ def cmd_all(args) -> int:
 def cmd_report(args) -> int:
     for path in write_leaderboards(Store(args.results), args.leaderboards):
         print(f"wrote {path}")
-    if args.readme:
-        fill_readme(args.readme, args.leaderboards)
-        print(f"updated {args.readme}")
     return 0
 
 
@@ -203,6 +200,8 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "all": cmd_all, "report": cmd_repo
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # raised inside torch.func.jvp itself (torch >= 2.10); nothing a user can act on
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         try:

@@ -1,8 +1,11 @@
 """Leaderboards: markdown (and PNG plots) generated from stored records, never by hand.
 
-``leaderboards/<dataset>/<track>.md`` per track and ``leaderboards/README.md`` with
-the overall table (each method's mean rank across tracks). Every file is headed
-by its provenance.
+``leaderboards/<dataset>/<track>.md`` per track, each with a ``<track>.ranks.json``
+beside it, and ``leaderboards/README.md``: the overall table, built from every
+ranks file in the folder, so regenerating one dataset keeps the others' columns.
+Every file is headed by its provenance. A README beside the leaderboards folder
+that has the generated blocks (``<!-- methods:start -->``, ``<!-- leaderboard:start -->``)
+is refreshed with them.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from tabulate import tabulate
 
 from . import registry
 from .provenance import provenance
-from .store import atomic_write, slug
+from .store import atomic_write, read_json, slug, write_json
 from .tracks import TRACKS
 
 
@@ -68,7 +71,7 @@ def failed_methods(store, dataset: str) -> dict[str, str]:
 
 def write_leaderboards(store, out_dir: str | Path = "leaderboards") -> list[Path]:
     out_dir = Path(out_dir)
-    written, overview = [], {}
+    written = []
     for dataset in store.datasets():
         failed = failed_methods(store, dataset)
         for name, track in TRACKS.items():
@@ -87,10 +90,18 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards") -> list[Path
             for file_name, figure in report.plots.items():
                 _save_figure(figure, path.parent / file_name, meta)
             written.append(path)
-            for method, rank in report.ranks.items():
-                overview.setdefault(method, {})[f"{slug(dataset)}/{name}"] = rank
+            write_json(path.with_suffix(".ranks.json"), {"dataset": dataset, "track": name, "ranks": report.ranks})
+    overview = {}
+    for ranks_file in sorted(out_dir.glob("*/*.ranks.json")):
+        column = f"{ranks_file.parent.name}/{ranks_file.name.removesuffix('.ranks.json')}"
+        for method, rank in read_json(ranks_file)["ranks"].items():
+            overview.setdefault(method, {})[column] = rank
     if overview:
         written.append(_write_overview(out_dir, overview))
+        readme = out_dir.parent / "README.md"
+        if readme.exists() and "<!-- leaderboard:start -->" in readme.read_text():
+            fill_readme(readme, out_dir)
+            written.append(readme)
     return written
 
 

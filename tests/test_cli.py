@@ -126,3 +126,17 @@ def test_export_writes_a_tidy_csv(tmp_path):
     assert {"dataset", "track", "method", "metric", "seed", "value"} <= set(rows[0])
     auprc = {r["method"]: float(r["value"]) for r in rows if r["metric"] == "auprc"}
     assert set(auprc) == {"loss", "random"} and auprc["loss"] > auprc["random"]
+
+
+def test_overview_keeps_columns_of_datasets_not_regenerated(tmp_path):
+    board = tmp_path / "lb"
+    other = board / "otherdata" / "detection.ranks.json"
+    other.parent.mkdir(parents=True)
+    other.write_text(json.dumps({"dataset": "otherdata", "track": "detection", "ranks": {"loss": 2.0, "random": 1.0}}))
+    result = run_cli("run", *TINY, "--methods", "loss,random", "--results", tmp_path / "res", "--leaderboards", board)
+    assert result.returncode == 0, result.stderr
+    overview = (board / "README.md").read_text()
+    assert "[otherdata/detection](otherdata/detection.md)" in overview
+    assert "[digits/detection](digits/detection.md)" in overview
+    ranks = json.loads((board / "digits" / "detection.ranks.json").read_text())["ranks"]
+    assert ranks["loss"] < ranks["random"]
