@@ -1,6 +1,7 @@
 """What every track's ``report`` returns, plus helpers shared by the track reports."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -37,3 +38,25 @@ def ranks_by(values: dict[str, float], higher_is_better: bool = True) -> dict[st
     array = np.array([values[n] for n in names], dtype=float)
     ranked = rankdata(-array if higher_is_better else array, method="average")
     return dict(zip(names, ranked.tolist()))
+
+
+def method_grid(methods: list[str], draw, title: str, xlabel: str, ylabel: str, panel_width: float = 3.3):
+    """A figure with one small panel per method, each drawn by ``draw(ax, method)``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(4, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_width * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for ax, method in zip(axes.flat, methods):
+        draw(ax, method)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel(xlabel)
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel(ylabel)
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

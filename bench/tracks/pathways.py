@@ -23,7 +23,7 @@ from tabulate import tabulate
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
 from ..resample import largest_remainder
-from .base import Report, group, ranks_by
+from .base import Report, group, method_grid, ranks_by
 
 NAME = "pathways"
 DEFAULTS = {"q": 0.1, "train_ratio": 0.9, "ratios": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": 3, "split_seed": 0,
@@ -209,15 +209,7 @@ def _curves_table(records) -> str:
 
 
 def _plot(records):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = sorted({r["method"] for r in records})
-    cols = min(4, len(methods))
-    rows = math.ceil(len(methods) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
-    for ax, method in zip(axes.flat, methods):
+    def draw(ax, method):
         for pathway, style in (("E", "-"), ("H", "--")):
             cell = [r for r in records if r["method"] == method and r["config"]["pathway"] == pathway]
             by_r = group(cell, "config.r")
@@ -225,12 +217,7 @@ def _plot(records):
             for key, color in (("acc_hard", "tab:red"), ("acc_easy", "tab:green"), ("acc_full", "k")):
                 ax.plot(rs, [100 * np.mean([x["metrics"][key] for x in by_r[(r,)]]) for r in rs], style,
                         color=color, marker="o", ms=3, label=f"{pathway}: {key[4:]}")
-        ax.set_title(method, fontsize=9)
-        ax.set_xlabel("kept fraction r")
-    for ax in axes.flat[len(methods):]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("test accuracy %")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle("pathways: E (solid) reduces easy, H (dashed) reduces hard training samples", fontsize=10)
-    fig.tight_layout()
-    return fig
+
+    return method_grid(sorted({r["method"] for r in records}), draw,
+                       "pathways: E (solid) reduces easy, H (dashed) reduces hard training samples",
+                       "kept fraction r", "test accuracy %", panel_width=3.2)

@@ -25,7 +25,7 @@ from tabulate import tabulate
 from ..metrics import format_ci
 from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
 from ..resample import class_hardness, class_targets, resample
-from .base import Report, group, ranks_by
+from .base import Report, group, method_grid, ranks_by
 
 NAME = "resampling"
 DEFAULTS = {"alphas": [0, 1, 3], "fillers": ["duplicate", "smote"], "keep": "hardest", "seeds": 3, "split_seed": 0,
@@ -160,17 +160,10 @@ def report(records: list[dict]) -> Report:
 
 
 def _plot(records):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = sorted({r["method"] for r in records})
     configs_ = sorted({(r["config"]["alpha"], r["config"]["filler"]) for r in records})
-    cols = min(4, len(methods))
-    rows = math.ceil(len(methods) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False, sharey=True)
     width = 0.8 / len(configs_)
-    for ax, method in zip(axes.flat, methods):
+
+    def draw(ax, method):
         for i, (alpha, filler) in enumerate(configs_):
             rs = [r for r in records if r["method"] == method and r["config"]["alpha"] == alpha
                   and r["config"]["filler"] == filler]
@@ -179,13 +172,8 @@ def _plot(records):
             recall = 100 * np.mean([r["recall"] for r in rs], axis=0)
             ax.bar(np.arange(len(recall)) + (i - (len(configs_) - 1) / 2) * width, recall, width,
                    label=f"α={alpha:g} {filler}" if alpha else "α=0 (before)")
-        ax.set_title(method, fontsize=9)
-        ax.set_xlabel("class")
         ax.set_ylim(bottom=max(0, ax.get_ylim()[0]))
-    for ax in axes.flat[len(methods):]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("test recall %")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle("per-class recall before (α = 0) and after resampling", fontsize=10)
-    fig.tight_layout()
-    return fig
+
+    return method_grid(sorted({r["method"] for r in records}), draw,
+                       "per-class recall before (α = 0) and after resampling", "class", "test recall %",
+                       panel_width=3.4)
