@@ -164,8 +164,8 @@ class Engine:
         results, missing = {}, []
         for method in self.methods:
             json_path, npz_path = self._score_paths(pool, method, seed)
-            if json_path.exists() and st.read_json(json_path)["status"] == "ok":
-                record = st.read_json(json_path)
+            record = st.read_json(json_path) if json_path.exists() else {}
+            if record.get("status") == "ok":
                 natural = st.read_npz(npz_path)["scores"]
                 results[method.name] = ScoreResult(method.name, seed, "ok", natural, oriented(method, natural),
                                                    cost=record["cost"])

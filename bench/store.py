@@ -75,9 +75,6 @@ class Store:
     def record_path(self, dataset: str, track: str, config: dict, method: str, seed: int) -> Path:
         return self.root / slug(dataset) / track / slug(config) / method / f"seed{seed}.json"
 
-    def has(self, path: Path) -> bool:
-        return path.exists()
-
     def records(self, dataset: str | None = None, track: str | None = None) -> Iterator[dict]:
         pattern = f"{glob.escape(slug(dataset)) if dataset else '*'}/{track or '*'}/*/*/seed*.json"
         for path in sorted(self.root.glob(pattern)):
