@@ -33,6 +33,14 @@ class Dynamics:
         return cls(**{f.name: np.asarray(arrays[prefix + f.name]) for f in fields(cls)})
 
 
+def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """z_y - max_{k != y} z_k per row: the best other class is the runner-up when the
+    top class is the label."""
+    top2 = logits.topk(2, dim=1)
+    other = torch.where(top2.indices[:, 0] == y, top2.values[:, 1], top2.values[:, 0])
+    return logits.gather(1, y[:, None]).squeeze(1) - other
+
+
 class DynamicsRecorder:
     """Per-sample statistics into preallocated (N, E) device tensors.
 
@@ -60,13 +68,9 @@ class DynamicsRecorder:
         idx, logits = torch.cat(self._idx), torch.cat(self._logits).float()
         self._idx, self._logits = [], []
         y = self.y[idx]
-        top2 = logits.topk(2, dim=1)
-        pred = top2.indices[:, 0]
-        # the best other class is the runner-up when the prediction is the label
-        other = torch.where(pred == y, top2.values[:, 1], top2.values[:, 0])
-        self.margin[idx, epoch] = logits.gather(1, y[:, None]).squeeze(1) - other
+        self.margin[idx, epoch] = margins(logits, y)
         self.loss[idx, epoch] = F.cross_entropy(logits, y, reduction="none")
-        self.pred[idx, epoch] = pred
+        self.pred[idx, epoch] = logits.argmax(1)
 
     def result(self) -> Dynamics:
         loss = self.loss.cpu().numpy()

@@ -12,13 +12,6 @@ def chunks(n: int, size: int):
     return [(start, min(n, start + size)) for start in range(0, n, size)]
 
 
-def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """z_y - max_{k != y} z_k per row."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
-    return true - others.max(dim=1).values
-
-
 def layer_representations(model, x: torch.Tensor, max_dim: int = 4096, batch_size: int = 1024) -> list[torch.Tensor]:
     """The input and every block's output of a ``BlockNet`` and finally its logits, each
     flattened to (N, D). Feature maps wider than ``max_dim`` values are average-pooled

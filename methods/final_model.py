@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from bench import register
 from bench.train import predict_logits
 
-from ._common import margins
+from bench.dynamics import margins
 
 
 def el2n_scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,10 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from bench import register
+from bench.dynamics import margins
 from bench.train import predict_logits
 
-from ._common import layer_representations, margins
+from ._common import layer_representations
 
 
 def _as_numpy(a) -> np.ndarray:
