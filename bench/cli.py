@@ -11,24 +11,20 @@ from pathlib import Path
 from . import registry
 from .data import DatasetNotFound, load_dataset
 from .engine import Engine
-from .errors import UnknownName
+from .errors import UnknownName, UsageError
+from .executor import EngineSpec, InlineExecutor, ProcessExecutor, SubmititExecutor
+from .export import export_scores
+from .inject import default_sources
 from .leaderboard import methods_table, write_leaderboards
 from .recipes import RECIPES, recipe_for
 from .store import Store, atomic_write
 from .tracks import TRACKS, select_tracks
 from .train import resolve_device
 
-# What `bench all` runs on the embedded default dataset. Track options are read by the tracks.
-PROFILES = {
-    "smoke": {"seeds": 2, "epochs": 8, "detection": {"types": ["label-uniform"], "rates": [0.1]}},
-    "default": {"seeds": 3, "epochs": None, "detection": {"types": ["label-uniform"], "rates": [0.1]}},
-    "full": {"seeds": 5, "epochs": None, "detection": {"types": ["label-uniform"], "rates": [0.05, 0.1, 0.2]}},
-}
+# What `bench all` runs on the embedded default dataset; each track reads its own profile settings.
+PROFILES = {"smoke": {"seeds": 2, "epochs": 8}, "default": {"seeds": 3, "epochs": None},
+            "full": {"seeds": 5, "epochs": None}}
 DEFAULT_DATASET = "digits"
-
-
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit status 2."""
 
 
 def _common(parser, results=True, leaderboards=False, plugin=True):
@@ -40,6 +36,22 @@ def _common(parser, results=True, leaderboards=False, plugin=True):
         parser.add_argument("--plugin", action="append", default=[], metavar="MOD",
                             help="import MOD to register more methods (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print failed methods' tracebacks")
+
+
+def _execution(parser):
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--jobs", type=int, default=1, help="local worker processes for the training units (default 1)")
+    parser.add_argument("--executor", default="inline", choices=["inline", "local", "slurm"],
+                        help="where training units run: this process (or --jobs workers), submitit's local "
+                             "executor, or a SLURM cluster through submitit")
+    parser.add_argument("--slurm-partition", help="SLURM partition")
+    parser.add_argument("--slurm-time", type=int, default=60, help="minutes per SLURM job (default 60)")
+    parser.add_argument("--slurm-gpus-per-task", type=int, default=0, help="GPUs per SLURM task")
+    parser.add_argument("--slurm-array-parallelism", type=int, default=16,
+                        help="at most this many jobs; units are grouped into them (default 16)")
+    parser.add_argument("--slurm-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other submitit parameter, passed through (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,20 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a track setting, e.g. pathways.seeds=10 or pathways.ratios=0,0.25,1 (repeatable)")
     p.add_argument("--data-root", default="data", help="torchvision datasets folder (default: data/)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--noise", help="CIFAR-N human label set: cifar10n aggre (default), random1, random2, random3, "
+                   "worse; cifar100n noisy")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the leaderboards afterwards")
+    _execution(p)
     _common(p, leaderboards=True)
 
     p = sub.add_parser("all", help="every method through every track on the embedded default dataset")
     p.add_argument("--profile", default="default", choices=list(PROFILES))
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _execution(p)
     _common(p, leaderboards=True)
 
     p = sub.add_parser("report", help="regenerate the leaderboards from stored results")
-    _common(p, leaderboards=True, plugin=False)
+    p.add_argument("--readme", action="store_true", help="also refresh the README's generated blocks")
+    _common(p, leaderboards=True)
 
     p = sub.add_parser("export", help="stored results as a tidy CSV")
-    p.add_argument("--out", default="-", help="CSV file (default: standard output)")
+    p.add_argument("--out", default="-", help="CSV file (default: standard output); with --scores, a folder")
+    p.add_argument("--scores", action="store_true", help="export every stored per-sample score vector instead "
+                   "(CSV, or .npz for pools over 20000 samples; see bench/export.py)")
     _common(p, plugin=False)
     return parser
 
@@ -92,28 +109,78 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _engine(args, dataset_name, seeds, epochs=None, **overrides) -> Engine:
-    methods = registry.select_methods(getattr(args, "methods", "*"))
-    dataset = load_dataset(dataset_name, getattr(args, "data_root", "data"), getattr(args, "download", False),
-                           getattr(args, "subset", None))
+def engine_spec(args, dataset_name, seeds, epochs=None, **options) -> EngineSpec:
+    """Everything that defines a run, as plain values (a worker rebuilds the engine from it)."""
     recipe = recipe_for(dataset_name, getattr(args, "recipe", None), epochs=epochs, model=getattr(args, "model", None))
     if getattr(args, "model", None):  # the recipe's model options belong to its own model
         from dataclasses import replace
         recipe = replace(recipe, model_kwargs={})
-    return Engine(dataset, recipe, methods, list(range(seeds)), resolve_device(args.device), Store(args.results),
-                  options=overrides, quiet=args.quiet)
+    dataset_args = {"name": dataset_name, "data_root": str(getattr(args, "data_root", "data")),
+                    "download": getattr(args, "download", False), "subset": getattr(args, "subset", None),
+                    "noise": getattr(args, "noise", None)}
+    return EngineSpec(dataset_args, recipe, args.device, str(args.results), {**options, "seeds": seeds},
+                      tuple(m.name for m in registry.select_methods(getattr(args, "methods", "*"))),
+                      tuple(getattr(args, "plugin", [])))
 
 
-def _execute(engine: Engine, tracks, args) -> int:
+def make_engine(spec: EngineSpec, executor=None, quiet: bool = True) -> Engine:
+    options = dict(spec.options)
+    seeds = options.pop("seeds")
+    dataset = load_dataset(**spec.dataset_args)
+    methods = [registry.get_method(name) for name in spec.methods]
+    if any("folds" in m.needs for m in methods):
+        _check_fold_classes(dataset, spec.recipe.folds)
+    return Engine(dataset, spec.recipe, methods, list(range(seeds)), resolve_device(spec.device),
+                  Store(spec.results), options=options, quiet=quiet, executor=executor or InlineExecutor(),
+                  sources=default_sources(dataset, spec.dataset_args["data_root"]))
+
+
+def _check_fold_classes(dataset, folds: int) -> None:
+    import numpy as np
+
+    counts = np.bincount(dataset.y_train.numpy(), minlength=dataset.num_classes)
+    if counts.min() < 2:
+        raise UsageError(f"class {int(counts.argmin())} has {int(counts.min())} training sample(s); the K-fold "
+                         f"methods (cleanlab, holdout) need at least 2 per class (K = {folds} is reduced to fit)")
+
+
+def _executor(args, spec: EngineSpec):
+    if args.executor == "inline":
+        return InlineExecutor() if args.jobs <= 1 else ProcessExecutor(spec, args.jobs)
+    params = {"timeout_min": args.slurm_time}
+    if args.executor == "slurm":
+        params.update({k: v for k, v in {"slurm_partition": args.slurm_partition,
+                                         "gpus_per_node": args.slurm_gpus_per_task or None}.items() if v})
+    for item in args.slurm_param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--slurm-param expects KEY=VALUE, got {item!r}")
+        params[key] = _value(value)
+    return SubmititExecutor(spec, str(Path(args.results) / "_submitit"), args.executor, args.slurm_array_parallelism,
+                            params)
+
+
+def _engine(args, dataset_name, seeds, epochs=None, **options) -> Engine:
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    spec = engine_spec(args, dataset_name, seeds, epochs, **options)
+    return make_engine(spec, _executor(args, spec), args.quiet)
+
+
+def _execute(engine: Engine, tracks, args, readme: bool = False) -> int:
     for track in tracks:
         track.run(engine)
     if not getattr(args, "no_report", False):
-        for path in write_leaderboards(engine.store, args.leaderboards):
+        for path in write_leaderboards(engine.store, args.leaderboards, readme=readme):
             print(f"wrote {path}", file=sys.stderr)
     if engine.failures:
         print("failed methods:", file=sys.stderr)
-        for name, error in sorted(engine.failures.items()):
-            print(f"  {name}: {error}", file=sys.stderr)
+        for name, result in sorted(engine.failures.items()):
+            print(f"  {name}: {result.error}", file=sys.stderr)
+            if args.verbose:
+                print(result.traceback, file=sys.stderr)
+        if not args.verbose:
+            print("(run with -v for the tracebacks)", file=sys.stderr)
         return 1
     return 0
 
@@ -132,6 +199,9 @@ def _value(text: str):
 
 
 def parse_options(items) -> dict:
+    """``--option TRACK.KEY=VALUE`` items, checked against each track's declared defaults:
+    the key must exist and the value must have the default's type (a single value where a
+    list is expected becomes a one-item list)."""
     options: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -140,8 +210,29 @@ def parse_options(items) -> dict:
             raise UsageError(f"--option expects TRACK.KEY=VALUE, got {item!r}")
         if track not in TRACKS:
             raise UnknownName("track", track, TRACKS)
-        options.setdefault(track, {})[name] = _value(value)
+        defaults = getattr(TRACKS[track], "DEFAULTS", {})
+        if name not in defaults:
+            raise UsageError(f"unknown option {track}.{name}; {track} options: {', '.join(sorted(defaults)) or 'none'}")
+        options.setdefault(track, {})[name] = _checked(f"{track}.{name}", _value(value), defaults[name])
     return options
+
+
+def _checked(key: str, value, default):
+    def kind(v):
+        return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+
+    if isinstance(default, list):
+        value = value if isinstance(value, list) else [value]
+        expected = {kind(d) for d in default}
+        bad = [v for v in value if expected and kind(v) not in expected]
+        if bad:
+            raise UsageError(f"--option {key} expects a list of {'/'.join(sorted(expected))}, got {bad[0]!r}")
+        return value
+    if default is not None and kind(value) != kind(default):
+        raise UsageError(f"--option {key} expects a {kind(default)} (default {default!r}), got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        raise UsageError(f"--option {key} expects a whole number (default {default!r}), got {value!r}")
+    return value
 
 
 def cmd_run(args) -> int:
@@ -160,16 +251,24 @@ def cmd_all(args) -> int:
     options = {k: v for k, v in profile.items() if k not in ("seeds", "epochs")}
     args.methods = "*"
     engine = _engine(args, DEFAULT_DATASET, profile["seeds"], profile["epochs"], profile=args.profile, **options)
-    return _execute(engine, list(TRACKS.values()), args)
+    # the README shows the default configuration of the built-in methods only
+    readme = args.profile == "default" and not args.plugin
+    return _execute(engine, list(TRACKS.values()), args, readme=readme)
 
 
 def cmd_report(args) -> int:
-    for path in write_leaderboards(Store(args.results), args.leaderboards):
+    for path in write_leaderboards(Store(args.results), args.leaderboards, readme=args.readme):
         print(f"wrote {path}")
     return 0
 
 
 def cmd_export(args) -> int:
+    if args.scores:
+        if args.out == "-":
+            raise UsageError("export --scores writes a folder: give --out DIR")
+        for path in export_scores(args.results, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     rows = []
     for record in Store(args.results).records():
         if "metrics" not in record:
@@ -204,11 +303,20 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        try:
-            registry.load_plugins(getattr(args, "plugin", []))
-        except ImportError as error:
-            raise UsageError(f"cannot import plugin: {error}") from None
+        _load_plugins(getattr(args, "plugin", []))
         return COMMANDS[args.command](args)
     except (UnknownName, DatasetNotFound, UsageError) as error:
         print(f"hardbench: error: {error}", file=sys.stderr)
         return 2
+
+
+def _load_plugins(modules) -> None:
+    """Import plugins from the current directory too, for ``hardbench`` as for ``python -m bench``."""
+    if modules and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        registry.load_plugins(modules)
+    except ImportError as error:
+        raise UsageError(f"cannot import plugin: {error}") from None
+    except registry.RegistrationError as error:
+        raise UsageError(f"plugin cannot register: {error}") from None

@@ -1,21 +1,25 @@
-"""What a method sees: one estimation run (one seed) on one pool.
+"""What a method sees: one estimation run (one seed) on one pool, limited to what it declared.
 
-Attributes a method may read, by what it declared in ``needs``:
+Always available: ``x``, ``y`` (observed labels, on ``device``), ``num_classes``,
+``seed``, ``recipe``, ``device``, ``early_epoch``, ``make_model()``, ``len(ctx)``.
+Each other attribute belongs to one need, and reading it without having declared
+that need raises ``MissingNeed``, even when another method made the part exist:
 
-- always: ``x``, ``y`` (observed labels, on ``device``), ``num_classes``, ``seed``,
-  ``recipe``, ``device``, ``make_model()``;
 - ``dynamics``: ``Dynamics`` of the training forward passes, arrays (N, E);
 - ``eval_dynamics``: the same statistics from a clean no-grad pass after each epoch;
-- ``checkpoints``: ``{epoch: state_dict}`` at ``recipe.checkpoint_epochs()``,
-  ``model_at(epoch)``, ``early_epoch``, and ``lrs`` (mean learning rate per epoch);
-- ``final_model``: the trained model, in eval mode;
+- ``checkpoints``: ``checkpoints`` ({epoch: state_dict} at ``recipe.checkpoint_epochs()``),
+  ``model_at(epoch)`` and ``lrs`` (mean learning rate per epoch);
+- ``final_model``: ``final_model`` (eval mode) and ``final_logits``;
 - ``features``: penultimate features of the final model, (N, D) float32;
-- ``folds``: ``FoldPredictions`` (out-of-sample probabilities from K-fold models).
+- ``folds``: ``FoldPredictions`` (out-of-sample probabilities from K-fold models);
+- ``early_runs``: ``early_models``, ``recipe.early_runs`` models trained independently
+  from fresh initialisations up to ``early_epoch`` (EL2N and GraNd average over them).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,6 +27,13 @@ import torch
 from .dynamics import Dynamics
 from .recipes import Recipe
 from .train import predict_logits
+
+#: What a method may ask the runner to produce.
+NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features", "folds", "early_runs"})
+
+
+class MissingNeed(RuntimeError):
+    """A method read a part of the context it did not declare in ``needs``."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class Pool:
     y: torch.Tensor
     num_classes: int
     planted: np.ndarray | None = None  # mask of planted samples (detection track)
+    spec: tuple = ()  # (kind, planting, seed): how ``Estimator.pool`` rebuilds it in another process
 
     def __len__(self) -> int:
         return len(self.y)
@@ -49,45 +61,33 @@ class FoldPredictions:
     fold: np.ndarray  # (R, N) int
 
 
-class Context:
-    def __init__(self, pool: Pool, seed: int, recipe: Recipe, device: torch.device, *,
-                 dynamics: Dynamics | None = None, eval_dynamics: Dynamics | None = None,
-                 checkpoints: dict | None = None, lrs: np.ndarray | None = None, fold_builder=None):
+class EstimationRun:
+    """Everything one estimation run can provide, built lazily and shared by the methods
+    scored on it. ``loaders`` maps a need to a function that builds that part (reading the
+    cache or training); parts given directly (tests) need no loader."""
+
+    def __init__(self, pool: Pool, seed: int, recipe: Recipe, device: torch.device,
+                 loaders: dict[str, Callable[[], object]] | None = None, **parts):
         self.pool, self.seed, self.recipe, self.device = pool, seed, recipe, device
-        self.x, self.y, self.num_classes = pool.x, pool.y, pool.num_classes
-        self._dynamics, self._eval_dynamics = dynamics, eval_dynamics
-        self.checkpoints = checkpoints or {}
-        self.lrs = lrs
-        self._fold_builder = fold_builder
+        self._loaders = loaders or {}
+        self._parts = dict(parts)
 
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @property
-    def dynamics(self) -> Dynamics:
-        if self._dynamics is None:
-            raise RuntimeError("this method did not declare needs={'dynamics'}")
-        return self._dynamics
-
-    @property
-    def eval_dynamics(self) -> Dynamics:
-        if self._eval_dynamics is None:
-            raise RuntimeError("this method did not declare needs={'eval_dynamics'}")
-        return self._eval_dynamics
-
-    @property
-    def early_epoch(self) -> int:
-        return self.recipe.early_epoch
+    def part(self, need: str):
+        if need not in self._parts:
+            if need not in self._loaders:
+                raise MissingNeed(f"the estimation run was not asked to build {need!r}")
+            self._parts[need] = self._loaders[need]()
+        return self._parts[need]
 
     def make_model(self) -> torch.nn.Module:
-        return self.recipe.build(tuple(self.x.shape[1:]), self.num_classes).to(self.device)
+        return self.recipe.build(tuple(self.pool.x.shape[1:]), self.pool.num_classes).to(self.device)
 
     def model_at(self, epoch: int) -> torch.nn.Module:
-        """The model as it was after ``epoch`` (1-based), in eval mode."""
-        if epoch not in self.checkpoints:
-            raise KeyError(f"no checkpoint at epoch {epoch}; kept: {sorted(self.checkpoints)}")
+        checkpoints = self.part("checkpoints")
+        if epoch not in checkpoints:
+            raise KeyError(f"no checkpoint at epoch {epoch}; kept: {sorted(checkpoints)}")
         model = self.make_model()
-        model.load_state_dict(self.checkpoints[epoch])
+        model.load_state_dict(checkpoints[epoch])
         return model.eval()
 
     @cached_property
@@ -95,17 +95,96 @@ class Context:
         return self.model_at(self.recipe.epochs)
 
     @cached_property
-    def features(self) -> np.ndarray:
-        with torch.no_grad():
-            model = self.final_model
-            return torch.cat([model.embed(self.x[i:i + 2048]) for i in range(0, len(self.x), 2048)]).cpu().numpy()
-
-    @cached_property
     def final_logits(self) -> torch.Tensor:
-        return predict_logits(self.final_model, self.x)
+        return predict_logits(self.final_model, self.pool.x)
 
     @cached_property
+    def features(self) -> np.ndarray:
+        model = self.final_model
+        with torch.no_grad():
+            return torch.cat([model.embed(self.pool.x[i:i + 2048])
+                              for i in range(0, len(self.pool), 2048)]).cpu().numpy()
+
+    @cached_property
+    def early_models(self) -> list[torch.nn.Module]:
+        models = []
+        for state in self.part("early_runs"):
+            model = self.make_model()
+            model.load_state_dict(state)
+            models.append(model.eval())
+        return models
+
+
+class Context:
+    """One method's view of an estimation run: only the parts it declared."""
+
+    def __init__(self, run: EstimationRun, needs, method: str = "this method"):
+        self._run, self._needs, self._method = run, frozenset(needs), method
+        self.pool, self.seed, self.recipe, self.device = run.pool, run.seed, run.recipe, run.device
+        self.x, self.y, self.num_classes = run.pool.x, run.pool.y, run.pool.num_classes
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def _require(self, need: str, attribute: str):
+        if need not in self._needs:
+            declared = ", ".join(sorted(self._needs)) or "nothing"
+            raise MissingNeed(f"{self._method} reads ctx.{attribute}, which needs {need!r}, but declared "
+                              f"needs={{{declared}}}; add {need!r} to its @register(needs=...)")
+
+    @property
+    def early_epoch(self) -> int:
+        return self.recipe.early_epoch
+
+    def make_model(self) -> torch.nn.Module:
+        return self._run.make_model()
+
+    @property
+    def dynamics(self) -> Dynamics:
+        self._require("dynamics", "dynamics")
+        return self._run.part("dynamics")
+
+    @property
+    def eval_dynamics(self) -> Dynamics:
+        self._require("eval_dynamics", "eval_dynamics")
+        return self._run.part("eval_dynamics")
+
+    @property
+    def checkpoints(self) -> dict:
+        self._require("checkpoints", "checkpoints")
+        return self._run.part("checkpoints")
+
+    @property
+    def lrs(self) -> np.ndarray:
+        self._require("checkpoints", "lrs")
+        return self._run.part("lrs")
+
+    def model_at(self, epoch: int) -> torch.nn.Module:
+        """The model as it was after ``epoch`` (1-based), in eval mode."""
+        self._require("checkpoints", "model_at")
+        return self._run.model_at(epoch)
+
+    @property
+    def final_model(self) -> torch.nn.Module:
+        self._require("final_model", "final_model")
+        return self._run.final_model
+
+    @property
+    def final_logits(self) -> torch.Tensor:
+        self._require("final_model", "final_logits")
+        return self._run.final_logits
+
+    @property
+    def features(self) -> np.ndarray:
+        self._require("features", "features")
+        return self._run.features
+
+    @property
     def folds(self) -> FoldPredictions:
-        if self._fold_builder is None:
-            raise RuntimeError("this method did not declare needs={'folds'}")
-        return self._fold_builder()
+        self._require("folds", "folds")
+        return self._run.part("folds")
+
+    @property
+    def early_models(self) -> list[torch.nn.Module]:
+        self._require("early_runs", "early_models")
+        return self._run.early_models

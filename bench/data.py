@@ -5,10 +5,14 @@ per-channel mean and std of its train split, and whose labels are int64 in
 ``0..C-1``. Names:
 
 - ``digits``: scikit-learn's bundled 8x8 digits, stratified 80/20 split (seed 0).
-- ``blobs``, ``moons``, ``spirals``: synthetic sets generated from a seed.
+- ``blobs``, ``moons``, ``spirals``, ``spirals3`` (3 arms), ``blobs2d``: synthetic sets generated from a seed.
 - ``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``, ``cifar100``: torchvision
   datasets read from ``data_root`` (downloaded only when ``download=True``).
-- ``npz:PATH``: your own arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``.
+- ``cifar10n``, ``cifar100n``: CIFAR with the CIFAR-N human labels (``noise=``), the
+  original labels kept as ``y_clean_train``.
+- ``npz:PATH``: your own arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``;
+  optional ``y_clean`` (clean labels of the rows of ``x``: real label noise) and
+  ``hardness`` (a reference hardness of those rows, higher = harder).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UnknownName
+from .errors import DataError, UnknownName
 
 SPLIT_SEED = 0  # fixed: the split is part of the dataset's definition, not of a run
 
@@ -31,6 +35,14 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    subset: int | None = None  # the train split was cut to this many samples (``--subset``)
+    y_clean_train: torch.Tensor | None = None  # clean labels of the train split where known (real label noise)
+    hardness_train: torch.Tensor | None = None  # an independent per-sample hardness of the train split, higher = harder
+
+    @property
+    def key(self) -> str:
+        """How results and leaderboards name this dataset: the name, and the subset size if any."""
+        return self.name if self.subset is None else f"{self.name}[{self.subset}]"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,7 +57,35 @@ class DatasetNotFound(FileNotFoundError):
     pass
 
 
+def validate(name, x_train, y_train, x_test, y_test, num_classes=None) -> int:
+    """Check arrays before anything is trained or written; returns the number of classes.
+    Every problem is a one-line ``DataError`` that says what is wrong and where."""
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if len(x) != len(y):
+            raise DataError(f"{name}: {split} inputs and labels differ in length ({len(x)} vs {len(y)})")
+        if len(y) and not np.issubdtype(y.dtype, np.integer):
+            if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
+                raise DataError(f"{name}: {split} labels must be integers 0..C-1, got dtype {y.dtype}")
+        if x.size and not np.issubdtype(x.dtype, np.number):
+            raise DataError(f"{name}: {split} inputs must be numbers, got dtype {x.dtype}")
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if x.size else np.zeros(0, bool)
+        if bad.any():
+            raise DataError(f"{name}: {int(bad.sum())} {split} samples have non-finite values (NaN or inf); "
+                            f"the first is row {int(np.flatnonzero(bad)[0])}")
+    if len(y_train) == 0:
+        raise DataError(f"{name}: the train split is empty")
+    labels = np.concatenate([y_train, y_test]).astype(np.int64)
+    classes = num_classes or int(labels.max()) + 1
+    if labels.min() < 0 or labels.max() >= classes:
+        raise DataError(f"{name}: labels must lie in 0..{classes - 1}; found {int(labels.min())}..{int(labels.max())}")
+    present = np.unique(np.asarray(y_train, dtype=np.int64)).size
+    if present < 2:
+        raise DataError(f"{name}: the train split has {present} class; at least 2 are needed")
+    return classes
+
+
 def _normalised(name, x_train, y_train, x_test, y_test, num_classes=None) -> Dataset:
+    num_classes = validate(name, *map(np.asarray, (x_train, y_train, x_test, y_test)), num_classes)
     x_train = torch.as_tensor(np.asarray(x_train), dtype=torch.float32)
     x_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32)
     # per-channel statistics for images (N, C, H, W), per-feature for vectors (N, D)
@@ -105,6 +145,18 @@ def make_spirals(n: int = 1000, arms: int = 2, noise: float = 0.2, turns: float 
     return _normalised("spirals", x_tr, y_tr, x_te, y_te, arms)
 
 
+def make_blobs2d(n: int = 1000, classes: int = 4, spread: float = 0.45, seed: int = 0) -> Dataset:
+    """2-D Gaussian blobs: one isotropic Gaussian (std ``spread``) per class, centres
+    evenly spaced on the unit circle (larger spread = more overlap between neighbours)."""
+    rng = np.random.default_rng(seed)
+    angle = 2 * np.pi * (np.arange(classes) + 0.5) / classes
+    centres = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    y = np.arange(n) % classes
+    x = centres[y] + rng.normal(scale=spread, size=(n, 2))
+    x_tr, x_te, y_tr, y_te = _stratified_split(x, y)
+    return _normalised("blobs2d", x_tr, y_tr, x_te, y_te, classes)
+
+
 # name -> (torchvision class name, folder under data_root, files expected there)
 _TORCHVISION = {
     "mnist": ("MNIST", "MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -146,30 +198,126 @@ def load_npz(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.exists():
         raise DatasetNotFound(f"npz dataset not found: {path} (expected arrays x, y and optionally x_test, y_test)")
-    arrays = np.load(path)
-    missing = {"x", "y"} - set(arrays.files)
+    try:
+        arrays = np.load(path)
+        files = arrays.files
+    except (ValueError, OSError, AttributeError) as error:
+        raise DataError(f"{path} is not an .npz archive of arrays x, y ({type(error).__name__}: {error})") from None
+    missing = {"x", "y"} - set(files)
     if missing:
-        raise ValueError(f"{path} lacks arrays {sorted(missing)}; it has {arrays.files}")
+        raise DataError(f"{path} lacks arrays {sorted(missing)}; it has {arrays.files}")
+    n = len(arrays["y"])
+    if len(arrays["x"]) != n:
+        raise DataError(f"{path}: x and y differ in length ({len(arrays['x'])} vs {n})")
     if "x_test" in arrays.files and "y_test" in arrays.files:
+        rows = np.arange(n)
         x_tr, y_tr, x_te, y_te = arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
-    else:
-        x_tr, x_te, y_tr, y_te = _stratified_split(arrays["x"], arrays["y"])
-    return _normalised(f"npz:{path.name}", x_tr, y_tr, x_te, y_te)
+    else:  # the same split as splitting x and y themselves; per-row arrays follow their rows
+        rows, rows_te, y_tr, y_te = _stratified_split(np.arange(n), arrays["y"])
+        x_tr, x_te = arrays["x"][rows], arrays["x"][rows_te]
+    data = _normalised(f"npz:{path.name}", x_tr, y_tr, x_te, y_te)
+    # optional per-row arrays of x: clean labels (real label noise) and a reference hardness (higher = harder)
+    extra = {}
+    for key, field, dtype in (("y_clean", "y_clean_train", torch.int64), ("hardness", "hardness_train", torch.float32)):
+        if key in arrays.files:
+            values = np.asarray(arrays[key])
+            if values.shape != (n,) or not np.isfinite(values.astype(float)).all():
+                raise ValueError(f"{path}: {key!r} must be {n} finite values, one per row of x; got shape {values.shape}")
+            if key == "y_clean" and (values.astype(np.int64) != values).any():
+                raise ValueError(f"{path}: 'y_clean' must hold integer class labels")
+            extra[field] = torch.as_tensor(values[rows].astype(np.int64 if key == "y_clean" else np.float32), dtype=dtype)
+    return replace(data, **extra) if extra else data
 
 
-SYNTHETIC = {"blobs": make_blobs, "moons": make_moons, "spirals": make_spirals}
-DATASET_NAMES = ["digits", *SYNTHETIC, *_TORCHVISION, "npz:PATH"]
+# CIFAR-N (Wei et al. 2022): human labels of the CIFAR train images, https://github.com/UCSC-REAL/cifar-10-100n
+# name -> (CIFAR dataset, label file in data_root, noise option -> key in that file, default noise option)
+CIFAR_N = {
+    "cifar10n": ("cifar10", "CIFAR-10_human.pt", {"aggre": "aggre_label", "random1": "random_label1",
+                                                  "random2": "random_label2", "random3": "random_label3",
+                                                  "worse": "worse_label"}, "aggre"),
+    "cifar100n": ("cifar100", "CIFAR-100_human.pt", {"noisy": "noisy_label"}, "noisy"),
+}
 
 
-def load_dataset(name: str, data_root: str | Path = "data", download: bool = False, subset: int | None = None) -> Dataset:
+def load_cifar_n_labels(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) train labels from a CIFAR-N label file: a torch-saved dict of numpy
+    arrays, read with ``weights_only=True`` and only numpy's array types allowed."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetNotFound(f"CIFAR-N label file not found: {path}. It is published at "
+                              f"https://github.com/UCSC-REAL/cifar-10-100n (data/{path.name}); "
+                              f"put it in --data-root beside the CIFAR folder.")
+    from numpy._core import multiarray
+
+    dtypes = [type(np.dtype(t)) for t in ("int64", "int32", "int16", "int8", "uint8", "float32", "float64", "bool")]
+    allowed = [np.ndarray, np.dtype, *dtypes, multiarray._reconstruct,
+               (multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
+    with torch.serialization.safe_globals(allowed):
+        labels = torch.load(path, map_location="cpu", weights_only=True)
+    missing = {key, "clean_label"} - set(labels)
+    if missing:
+        raise ValueError(f"{path} lacks {sorted(missing)}; it has {sorted(labels)}")
+    noisy, clean = (np.asarray(labels[k]).astype(np.int64).reshape(-1) for k in (key, "clean_label"))
+    if noisy.shape != clean.shape:
+        raise ValueError(f"{path}: {key!r} has {noisy.size} labels, 'clean_label' {clean.size}")
+    return noisy, clean
+
+
+def load_cifar_n(name: str, data_root: str | Path = "data", download: bool = False, noise: str | None = None) -> Dataset:
+    """CIFAR-10N / CIFAR-100N: the CIFAR train images with one set of human labels
+    (``noise``), the original labels as ``y_clean_train``, the CIFAR test split unchanged."""
+    base, file_name, keys, default = CIFAR_N[name]
+    noise = noise or default
+    if noise not in keys:
+        raise UnknownName(f"{name} noise option", noise, keys)
+    data = load_torchvision(base, data_root, download)
+    noisy, clean = load_cifar_n_labels(Path(data_root) / file_name, keys[noise])
+    if len(clean) != len(data.y_train) or not np.array_equal(clean, data.y_train.numpy()):
+        raise ValueError(f"{file_name}: its clean labels do not match the {base} train labels in canonical order")
+    return replace(data, name=name if noise == default else f"{name}-{noise}",
+                   y_train=torch.as_tensor(noisy), y_clean_train=data.y_train)
+
+
+def with_cscores(data: Dataset, data_root: str | Path) -> Dataset:
+    """Attach C-scores (Jiang et al. 2021) from ``<data_root>/cscores/<name>-cscores-orig-order.npz``
+    when that file exists, as ``hardness_train`` = -score (a high C-score means easy). The
+    file's ``labels`` must equal the train labels (the clean ones where known)."""
+    base = next((spec[0] for n, spec in CIFAR_N.items() if data.name == n or data.name.startswith(f"{n}-")), data.name)
+    path = Path(data_root) / "cscores" / f"{base}-cscores-orig-order.npz"
+    if not path.exists():
+        return data
+    with np.load(path) as arrays:
+        scores, labels = np.asarray(arrays["scores"], dtype=np.float32), np.asarray(arrays["labels"])
+    reference = (data.y_clean_train if data.y_clean_train is not None else data.y_train).numpy()
+    if scores.shape != reference.shape or not np.array_equal(labels, reference):
+        raise ValueError(f"C-score file {path} is not aligned with the {data.name} train split: its labels differ "
+                         f"from the dataset's ({len(labels)} vs {len(reference)} labels, "
+                         f"{int((labels != reference).sum()) if labels.shape == reference.shape else 'n/a'} differ); "
+                         "expected the scores in the dataset's canonical order")
+    return replace(data, hardness_train=torch.as_tensor(-scores))
+
+
+SYNTHETIC = {"blobs": make_blobs, "moons": make_moons, "spirals": make_spirals, "blobs2d": make_blobs2d,
+             "spirals3": lambda: replace(make_spirals(arms=3), name="spirals3")}  # 3 arms, the SkelEx paper's task
+DATASET_NAMES = ["digits", *SYNTHETIC, *_TORCHVISION, *CIFAR_N, "npz:PATH"]
+
+
+def load_dataset(name: str, data_root: str | Path = "data", download: bool = False, subset: int | None = None,
+                 noise: str | None = None) -> Dataset:
     """Load a dataset by name; ``subset`` keeps a stratified random subset of the
-    train split (and of the test split, in proportion), drawn with a fixed seed."""
+    train split (and of the test split, in proportion), drawn with a fixed seed.
+    ``noise`` picks the human label set of ``cifar10n`` / ``cifar100n``. Torchvision
+    datasets carry C-scores as ``hardness_train`` where ``<data_root>/cscores/`` has them."""
+    if noise is not None and name not in CIFAR_N:
+        raise UnknownName("dataset with a noise option", name, CIFAR_N)
     if name == "digits":
         data = load_digits_dataset()
     elif name in SYNTHETIC:
         data = SYNTHETIC[name]()
     elif name in _TORCHVISION:
-        data = load_torchvision(name, data_root, download)
+        data = with_cscores(load_torchvision(name, data_root, download), data_root)
+    elif name in CIFAR_N:
+        data = with_cscores(load_cifar_n(name, data_root, download, noise), data_root)
     elif name.startswith("npz:"):
         data = load_npz(name[4:])
     else:
@@ -181,14 +329,15 @@ def subsample(data: Dataset, n_train: int) -> Dataset:
     """A stratified subset with ``n_train`` train samples and test in proportion."""
     from sklearn.model_selection import train_test_split
 
-    def keep(x, y, n):
+    def keep(y, n):
         if n >= len(y):
-            return x, y
+            return torch.arange(len(y))
         idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y.numpy(), random_state=SPLIT_SEED)
-        idx = torch.as_tensor(np.sort(idx))
-        return x[idx], y[idx]
+        return torch.as_tensor(np.sort(idx))
 
     n_test = max(1, round(n_train * len(data.y_test) / len(data.y_train)))
-    x_tr, y_tr = keep(data.x_train, data.y_train, n_train)
-    x_te, y_te = keep(data.x_test, data.y_test, n_test)
-    return replace(data, name=f"{data.name}[{n_train}]", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    rows = keep(data.y_train, n_train)
+    test_rows = keep(data.y_test, n_test)
+    per_row = {k: getattr(data, k)[rows] for k in ("y_clean_train", "hardness_train") if getattr(data, k) is not None}
+    return replace(data, subset=n_train, x_train=data.x_train[rows], y_train=data.y_train[rows],
+                   x_test=data.x_test[test_rows], y_test=data.y_test[test_rows], **per_row)

@@ -15,3 +15,15 @@ class UnknownName(KeyError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+class UsageError(Exception):
+    """Bad input from the user: the CLI reports it in one line with exit status 2."""
+
+
+class DeviceUnavailable(UsageError):
+    """The requested device does not exist on this machine."""
+
+
+class DataError(UsageError):
+    """A dataset that cannot be used as given (non-finite values, bad labels, ...)."""

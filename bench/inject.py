@@ -1,16 +1,53 @@
 """Planted hardness: corrupt a seeded random subset M of a clean pool.
 
 Each planter takes the clean pool and returns the corrupted pool; the mask of M
-is the ground truth of the detection track.
+is the ground truth of the detection track. Types (PROTOCOL.md, "Track D"):
+
+- ``label-uniform``: the label is replaced by a uniformly drawn *different* class.
+- ``label-pair``: the label moves to the class most confused with the true one
+  (``most_confused`` of an out-of-sample confusion matrix of a clean model, given by
+  ``PlantingSources.confusion``); without a confusion matrix, vector data uses the
+  fixed permutation c -> c + 1 mod C.
+- ``near-ood``: the input is corrupted (images: Gaussian blur with sigma
+  ``NEAR_OOD_BLUR`` pixels, then Gaussian noise with std ``NEAR_OOD_NOISE`` times the
+  pool's per-channel std; vectors: the noise only) and value-matched (``restandardise``);
+  label kept.
+- ``far-ood``: the input is replaced by a sample of another dataset
+  (``PlantingSources.far_ood``, see ``default_sources``), shaped and standardised like
+  the pool, then value-matched; label kept.
+- ``atypical``: a rare mode of the sample's own class, label correct. Images: the
+  sample rotated by 90 or 180 degrees and circularly shifted by up to ``H // 8``
+  pixels, a permutation of its own pixels, so its values (and every statistic of
+  them) are exactly those of a clean sample of the class. Vectors: a draw from the
+  tail of a diagonal Gaussian fitted to the class, at Mahalanobis radius
+  ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` along a uniformly random direction.
+
+Value matching (``restandardise``) removes what a look at pixel values alone would
+give away: each corrupted sample's values (per channel for images) are replaced, in
+the order of their own values, by the sorted values of the clean sample it replaces.
+The planted sample keeps the corruption's spatial pattern, and exactly the value
+multiset of a clean sample: its minimum, maximum, mean, std and norm are those of the
+sample it replaced, so no statistic of values alone, one- or two-sided, can single it
+out. Vectors with D >= 3 features are matched the same way; with D <= 2 matching
+would undo the corruption, so 2-D points are left as they are.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import UnknownName
+
+NEAR_OOD_BLUR = 1.0  # Gaussian blur sigma in pixels
+NEAR_OOD_NOISE = 0.5  # Gaussian noise std, in units of the pool's per-channel std
+ATYPICAL_TAIL = 0.999  # vector atypical draws sit at this quantile of the class's Mahalanobis radius
 
 
 @dataclass(frozen=True)
@@ -18,6 +55,37 @@ class Planted:
     x: torch.Tensor
     y: torch.Tensor
     mask: np.ndarray  # True for the planted samples
+    y_clean: torch.Tensor | None = None  # the labels before planting
+
+
+@dataclass
+class PlantingSources:
+    """What some planters need, built lazily (only a planter that needs a part calls it).
+
+    ``confusion()``: (C, C) out-of-sample confusion counts of a clean model on the clean
+    pool, rows = true class, columns = predicted class (``label-pair``).
+    ``far_ood(n, rng)``: n samples of another dataset, shaped like one pool sample each and
+    standardised like the pool (``far-ood``).
+    """
+    confusion: Callable[[], np.ndarray] | None = None
+    far_ood: Callable[[int, np.random.Generator], torch.Tensor] | None = None
+    dataset_name: str | None = None
+    data_root: str | Path | None = None
+
+
+class MissingSource(ValueError):
+    """A planter needs a part of ``PlantingSources`` that was not given."""
+
+
+PLANTERS: dict[str, Callable] = {}
+
+
+def planter(name: str):
+    """Register ``fn(x, y, num_classes, mask, rng, sources) -> (x, y)`` as planted type ``name``."""
+    def wrap(fn):
+        PLANTERS[name] = fn
+        return fn
+    return wrap
 
 
 def choose_subset(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -26,7 +94,30 @@ def choose_subset(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def label_uniform(x, y, num_classes, mask, rng) -> tuple[torch.Tensor, torch.Tensor]:
+def plant(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, rate: float, seed: int,
+          sources: PlantingSources | None = None) -> Planted:
+    """Plant hardness of type ``kind`` in round(rate * N) samples drawn with ``seed``."""
+    if kind not in PLANTERS:
+        raise UnknownName("hardness type", kind, PLANTERS)
+    rng = np.random.default_rng([seed, 0x5EED])
+    mask = choose_subset(len(y), rate, rng)
+    x_new, y_new = PLANTERS[kind](x, y, num_classes, mask, rng, sources)
+    return Planted(x_new, y_new, mask, y)
+
+
+def _torch_generator(rng: np.random.Generator) -> torch.Generator:
+    return torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+
+
+def _replace_rows(x: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    out = x.clone()
+    out[idx] = rows.to(x.dtype)
+    return out
+
+
+# ---- labels -----------------------------------------------------------------------
+@planter("label-uniform")
+def label_uniform(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace each planted label by a uniformly drawn *different* class:
     adding an offset in 1..C-1 modulo C never returns the original label."""
     offsets = rng.integers(1, num_classes, size=int(mask.sum()))
@@ -36,13 +127,290 @@ def label_uniform(x, y, num_classes, mask, rng) -> tuple[torch.Tensor, torch.Ten
     return x, y
 
 
-PLANTERS = {"label-uniform": label_uniform}
+def fixed_permutation(num_classes: int) -> np.ndarray:
+    """The class permutation c -> c + 1 mod C: no class maps to itself."""
+    return (np.arange(num_classes) + 1) % num_classes
 
 
-def plant(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, rate: float, seed: int) -> Planted:
-    if kind not in PLANTERS:
-        raise UnknownName("hardness type", kind, PLANTERS)
-    rng = np.random.default_rng([seed, 0x5EED])
-    mask = choose_subset(len(y), rate, rng)
-    x_new, y_new = PLANTERS[kind](x, y, num_classes, mask, rng)
-    return Planted(x_new, y_new, mask)
+def most_confused(confusion: np.ndarray) -> np.ndarray:
+    """For each true class (row), the other class it is most often predicted as: the
+    argmax of the row's off-diagonal counts, ties to the smallest index. A class never
+    confused with another (no off-diagonal count) maps by ``fixed_permutation``. Never the
+    class itself."""
+    confusion = np.asarray(confusion, dtype=float)
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.shape[0] < 2:
+        raise ValueError(f"a confusion matrix is (C, C) with C >= 2; got shape {confusion.shape}")
+    off = confusion.copy()
+    np.fill_diagonal(off, -np.inf)
+    target = off.argmax(axis=1)
+    never = ~(np.where(np.eye(len(off), dtype=bool), 0.0, confusion) > 0).any(axis=1)
+    target[never] = fixed_permutation(len(off))[never]
+    return target
+
+
+@planter("label-pair")
+def label_pair(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each planted label to the class most confused with it (``most_confused`` of
+    ``sources.confusion()``); vector data without a confusion matrix uses ``fixed_permutation``."""
+    if sources is not None and sources.confusion is not None:
+        confusion = np.asarray(sources.confusion())
+        if confusion.shape != (num_classes, num_classes):
+            raise ValueError(f"label-pair: confusion matrix of shape {confusion.shape}, expected "
+                             f"({num_classes}, {num_classes})")
+        target = most_confused(confusion)
+    elif x.ndim == 2:
+        target = fixed_permutation(num_classes)
+    else:
+        raise MissingSource("label-pair on image data needs an out-of-sample confusion matrix of a clean model "
+                            "(PlantingSources.confusion); the detection track computes one by K-fold on the clean pool")
+    y = y.clone()
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    y[idx] = torch.as_tensor(target, dtype=y.dtype)[y[idx]]
+    return x, y
+
+
+# ---- value matching -------------------------------------------------------------------
+def match_values(x_new: torch.Tensor, x_old: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each row of ``x_new`` (per channel for images) takes, in the order of its own values, the
+    sorted values of the same row of ``x_old``: the corruption keeps its spatial pattern and
+    the sample keeps its value multiset. Tied values take their targets in a seeded random order."""
+    n = len(x_new)
+    groups = x_new.shape[1] if x_new.ndim == 4 else 1
+    flat = x_new.reshape(n, groups, -1).float()
+    targets = x_old.reshape(n, groups, -1).float().sort(dim=-1).values
+    jitter = torch.rand(flat.shape, generator=generator, dtype=torch.float64)
+    # order by value, ties by the random jitter: a lexicographic sort as two stable sorts
+    order = jitter.argsort(dim=-1)
+    order = order.gather(-1, flat.gather(-1, order).argsort(dim=-1, stable=True))
+    out = torch.empty_like(flat)
+    out.scatter_(-1, order, targets)
+    return out.reshape(x_new.shape)
+
+
+def restandardise(x_new: torch.Tensor, x_old: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Value matching of corrupted samples to the samples they replace (see the module
+    docstring); 2-D points are left as they are."""
+    if x_new.ndim == 4 or (x_new.ndim == 2 and x_new.shape[1] >= 3):
+        return match_values(x_new, x_old, generator)
+    return x_new
+
+
+# ---- inputs ---------------------------------------------------------------------------
+def _blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """(size, size) matrix of a 1-D Gaussian blur with reflect padding, radius ceil(3 sigma)
+    (at most size - 1): row i holds the weights of output pixel i."""
+    radius = max(1, min(math.ceil(3 * sigma), size - 1))
+    taps = torch.arange(-radius, radius + 1)
+    weights = torch.exp(-taps.double() ** 2 / (2 * sigma ** 2))
+    weights = weights / weights.sum()
+    source = torch.arange(size).view(-1, 1) + taps.view(1, -1)
+    source = torch.where(source < 0, -source, source)
+    source = torch.where(source >= size, 2 * (size - 1) - source, source)
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    matrix.scatter_add_(1, source, weights.expand(size, -1).contiguous())
+    return matrix.float()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W) images with reflect padding, as two matrix
+    products (rows, then columns)."""
+    h, w = x.shape[-2:]
+    return _blur_matrix(h, sigma) @ x.float() @ _blur_matrix(w, sigma).T
+
+
+def _spread(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel (images) or per-feature (vectors) population std of the pool, broadcastable."""
+    dims = (0, 2, 3) if x.ndim == 4 else (0,)
+    return x.float().std(dim=dims, keepdim=True, unbiased=False)
+
+
+@planter("near-ood")
+def near_ood(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blur (images) and Gaussian noise, then value matching; labels kept."""
+    generator = _torch_generator(rng)
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    rows = x[idx].float()
+    if rows.ndim == 4:
+        rows = gaussian_blur(rows, NEAR_OOD_BLUR)
+    rows = rows + NEAR_OOD_NOISE * _spread(x) * torch.randn(rows.shape, generator=generator)
+    return _replace_rows(x, idx, restandardise(rows, x[idx], generator)), y
+
+
+@planter("far-ood")
+def far_ood(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples of another dataset (``sources.far_ood``), then value matching; labels kept."""
+    if sources is None or sources.far_ood is None:
+        raise MissingSource("far-ood needs samples of another dataset (PlantingSources.far_ood); "
+                            "bench.inject.default_sources(dataset, data_root) builds them")
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    rows = torch.as_tensor(sources.far_ood(len(idx), rng)).float()
+    if tuple(rows.shape) != (len(idx), *x.shape[1:]):
+        raise ValueError(f"far-ood source gave shape {tuple(rows.shape)}, expected {(len(idx), *x.shape[1:])}")
+    return _replace_rows(x, idx, restandardise(rows, x[idx], _torch_generator(rng))), y
+
+
+def rotate_shift(rows: torch.Tensor, quarter_turns: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Each image rotated by ``quarter_turns[i]`` x 90 degrees (1 or 2, as ``torch.rot90`` over
+    (H, W); 1 needs H == W) and then circularly shifted by ``shifts[i] = (dy, dx)`` (as
+    ``torch.roll``): a permutation of its pixels, done as one gather."""
+    n, channels, h, w = rows.shape
+    if h != w and bool((quarter_turns == 1).any()):
+        raise ValueError("a quarter turn needs square images")
+    i = (torch.arange(h).view(1, -1, 1) - shifts[:, 0].view(-1, 1, 1)) % h  # the pixel of the turned image
+    j = (torch.arange(w).view(1, 1, -1) - shifts[:, 1].view(-1, 1, 1)) % w
+    quarter = (quarter_turns == 1).view(-1, 1, 1)
+    source = torch.where(quarter, j * w + (w - 1 - i), (h - 1 - i) * w + (w - 1 - j))
+    flat = rows.reshape(n, channels, h * w)
+    return flat.gather(2, source.reshape(n, 1, h * w).expand(n, channels, h * w)).reshape(rows.shape)
+
+
+@planter("atypical")
+def atypical(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rare mode of the sample's own class (see the module docstring); labels kept (correct)."""
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    m = len(idx)
+    if x.ndim == 4:
+        turns = torch.as_tensor(rng.integers(1, 3, size=m))
+        reach = max(1, x.shape[-2] // 8)
+        shifts = torch.as_tensor(rng.integers(-reach, reach + 1, size=(m, 2)))
+        return _replace_rows(x, idx, rotate_shift(x[idx], turns, shifts)), y
+    if x.ndim != 2:
+        raise ValueError(f"atypical supports (N, C, H, W) images and (N, D) vectors; got shape {tuple(x.shape)}")
+    from scipy.stats import chi2
+
+    xf, dim = x.float(), x.shape[1]
+    onehot = F.one_hot(y, num_classes).float()
+    counts = onehot.sum(0).clamp_min(1).unsqueeze(1)
+    means = onehot.T @ xf / counts
+    stds = (onehot.T @ xf ** 2 / counts - means ** 2).clamp_min(1e-12).sqrt()
+    direction = torch.as_tensor(rng.normal(size=(m, dim)), dtype=torch.float32)
+    direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    radius = math.sqrt(chi2.ppf(ATYPICAL_TAIL, dim))
+    cls = y[idx]
+    return _replace_rows(x, idx, means[cls] + radius * stds[cls] * direction), y
+
+
+# ---- far-ood sources --------------------------------------------------------------------
+def _standardise_like(rows: torch.Tensor, reference: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """rows mapped so that ``reference`` (the source set they come from) would have the
+    per-channel mean and std of ``target`` (the pool)."""
+    dims = (0, 2, 3) if rows.ndim == 4 else (0,)
+    s_std, s_mean = torch.std_mean(reference.float(), dim=dims, keepdim=True, unbiased=False)
+    t_std, t_mean = torch.std_mean(target.float(), dim=dims, keepdim=True, unbiased=False)
+    return (rows - s_mean) / s_std.clamp_min(1e-12) * t_std + t_mean
+
+
+@functools.lru_cache(maxsize=2)
+def _photos(pool_factor: int) -> tuple[torch.Tensor, ...]:
+    """scikit-learn's bundled photos (china.jpg, flower.jpg; the files of
+    ``sklearn.datasets.load_sample_images``) as (3, H, W) floats in [0, 1], average-pooled."""
+    try:
+        from sklearn.datasets import load_sample_images
+
+        images = [torch.as_tensor(np.array(image)).permute(2, 0, 1) for image in load_sample_images().images]
+    except ImportError:  # scikit-learn reads them with Pillow; torchvision can decode the same files
+        import warnings
+
+        import sklearn.datasets
+        from torchvision.io import decode_image, read_file
+
+        folder = Path(sklearn.datasets.__file__).parent / "images"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            images = [decode_image(read_file(str(folder / name))) for name in ("china.jpg", "flower.jpg")]
+    return tuple(F.avg_pool2d(image.float().unsqueeze(0) / 255.0, pool_factor).squeeze(0) for image in images)
+
+
+def photo_patches(n: int, shape: tuple[int, int, int], rng: np.random.Generator, pool_factor: int = 4) -> torch.Tensor:
+    """n random (C, H, W) patches of scikit-learn's sample photos, downsampled by ``pool_factor``;
+    grey (the channel mean) replicated to C channels unless C == 3. Values in [0, 1]."""
+    channels, h, w = shape
+    photos = _photos(pool_factor)
+    which = rng.integers(0, len(photos), size=n)
+    out = torch.empty(n, channels, h, w)
+    for k, photo in enumerate(photos):  # two photos
+        picked = np.flatnonzero(which == k)
+        if len(picked) == 0:
+            continue
+        image = photo if channels == 3 else photo.mean(0, keepdim=True).expand(channels, -1, -1)
+        if image.shape[1] < h or image.shape[2] < w:
+            image = F.interpolate(image.unsqueeze(0), size=(max(h, image.shape[1]), max(w, image.shape[2])),
+                                  mode="bilinear", align_corners=False).squeeze(0)
+        r = torch.as_tensor(rng.integers(0, image.shape[1] - h + 1, size=len(picked)))
+        c = torch.as_tensor(rng.integers(0, image.shape[2] - w + 1, size=len(picked)))
+        rows = (r.view(-1, 1, 1, 1) + torch.arange(h).view(1, 1, -1, 1))
+        cols = (c.view(-1, 1, 1, 1) + torch.arange(w).view(1, 1, 1, -1))
+        out[torch.as_tensor(picked)] = image[torch.arange(channels).view(1, -1, 1, 1), rows, cols]
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _train_images(name: str, data_root: str) -> torch.Tensor:
+    from .data import load_dataset
+
+    return load_dataset(name, data_root).x_train
+
+
+def far_ood_source(dataset, data_root: str | Path = "data") -> Callable[[int, np.random.Generator], torch.Tensor]:
+    """The far-ood source of a dataset, by input shape (and name):
+
+    - (1, 28, 28): Fashion-MNIST's train images from ``data_root`` (MNIST's for
+      ``fashion-mnist``), loaded with ``bench.data.load_dataset``;
+    - (3, 32, 32): MNIST's train images (Fashion-MNIST's if MNIST is absent) upsampled
+      bilinearly to 32 x 32 and repeated to 3 channels;
+    - other images (the 8 x 8 digits among them): patches of scikit-learn's bundled photos,
+      grey-scaled (RGB for 3 channels) and downsampled 4x, cut at the pool's size;
+    - vectors (N, D): uniform draws over the bounding box of the dataset's train split.
+
+    Source values are mapped per channel from the source set's mean and std to the
+    pool's (the train split's), so they are standardised like the pool."""
+    shape = tuple(dataset.x_train.shape[1:])
+    pool = dataset.x_train
+    base = dataset.name.split("[")[0]
+    root = str(data_root)
+    if len(shape) == 1:
+        lo, hi = pool.min(0).values, pool.max(0).values
+
+        def uniform(n, rng):
+            return lo + (hi - lo) * torch.as_tensor(rng.uniform(size=(n, shape[0])), dtype=torch.float32)
+        return uniform
+    if len(shape) != 3:
+        raise ValueError(f"no far-ood source for inputs of shape {shape}")
+    if shape in {(1, 28, 28), (3, 32, 32)}:
+        if shape == (1, 28, 28):
+            names = ["mnist"] if base == "fashion-mnist" else ["fashion-mnist"]
+        else:
+            names = ["mnist", "fashion-mnist"]
+
+        def source_images():
+            from .data import DatasetNotFound
+
+            errors = []
+            for name in names:
+                try:
+                    return _train_images(name, root)
+                except DatasetNotFound as error:
+                    errors.append(str(error))
+            raise DatasetNotFound(f"far-ood for {dataset.name!r} replaces samples by {' or '.join(names)} "
+                                  f"images from --data-root {root}: " + " | ".join(errors))
+
+        def other_dataset(n, rng):
+            images = source_images()
+            rows = images[torch.as_tensor(rng.choice(len(images), size=n, replace=n > len(images)))]
+            if shape == (3, 32, 32):
+                rows = F.interpolate(rows, size=(32, 32), mode="bilinear", align_corners=False).expand(-1, 3, -1, -1)
+            return _standardise_like(rows, images, pool)
+        return other_dataset
+
+    def photos(n, rng):
+        rows = photo_patches(n, shape, rng)
+        reference = photo_patches(2048, shape, np.random.default_rng(0))
+        return _standardise_like(rows, reference, pool)
+    return photos
+
+
+def default_sources(dataset, data_root: str | Path = "data",
+                    confusion_fn: Callable[[], np.ndarray] | None = None) -> PlantingSources:
+    """The planting sources of a dataset: ``far_ood_source`` and the given confusion function."""
+    return PlantingSources(confusion=confusion_fn, far_ood=far_ood_source(dataset, data_root),
+                           dataset_name=dataset.name, data_root=data_root)

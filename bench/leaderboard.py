@@ -3,9 +3,10 @@
 ``leaderboards/<dataset>/<track>.md`` per track, each with a ``<track>.ranks.json``
 beside it, and ``leaderboards/README.md``: the overall table, built from every
 ranks file in the folder, so regenerating one dataset keeps the others' columns.
-Every file is headed by its provenance. A README beside the leaderboards folder
-that has the generated blocks (``<!-- methods:start -->``, ``<!-- leaderboard:start -->``)
-is refreshed with them.
+Every file is headed by its provenance. Only records made by the current code of
+their method and track are shown (see ``bench.fingerprint``). On request, a README
+beside the leaderboards folder that has the generated blocks
+(``<!-- methods:start -->``, ``<!-- leaderboard:start -->``) is refreshed with them.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from tabulate import tabulate
 
 from . import registry
 from .provenance import provenance
+from .scoring import record_fingerprint
 from .store import atomic_write, read_json, slug, write_json
 from .tracks import TRACKS
 
 
-def _header(title: str, records: list[dict]) -> str:
+def _header(title: str, records: list[dict], quality: dict | None = None) -> str:
     now = provenance()
     seeds = sorted({r["seed"] for r in records})
     recipes = sorted({_recipe_text(r["recipe"]) for r in records})
@@ -38,9 +40,16 @@ def _header(title: str, records: list[dict]) -> str:
         f"- results made by: {'; '.join(f'`{c}`' for c in made_by)} at commit {', '.join(commits)}",
         f"- table made by: `{now['command']}` at commit {now['commit']}, {now['date']}",
         f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}",
-        "",
     ]
-    return "\n".join(lines)
+    for recipe, runs in sorted((quality or {}).items()):
+        if recipe in recipes:
+            test = np.mean([r["test_accuracy"] for r in runs])
+            train = np.mean([r["final_train_accuracy"] for r in runs])
+            lines.append(f"- estimation model ({len(runs)} runs): clean test accuracy {100 * test:.1f}%, "
+                         f"final training accuracy {100 * train:.1f}% (against the labels it was given)")
+    if any(c.endswith("-dirty") for c in commits):
+        lines.append("- **some results were made from uncommitted code** (commit marked -dirty)")
+    return "\n".join(lines + [""])
 
 
 def _recipe_text(recipe: dict) -> str:
@@ -61,36 +70,76 @@ def _save_figure(figure, path: Path, meta: dict) -> None:
     plt.close(figure)
 
 
+AMBIGUITY = "ambiguity"  # a family that measures ambiguity, not hardness: tabled apart, never ranked
+
+
+def current(records: list[dict], track: str) -> tuple[list[dict], set[str]]:
+    """The records made by the current code of their method and track, and the names of
+    methods whose records are stale (made by other code) or unverifiable (method not loaded)."""
+    fresh, stale = [], set()
+    for record in records:
+        name = record["method"]
+        if name in registry.list_methods() and record.get("fingerprint") == record_fingerprint(track, name):
+            fresh.append(record)
+        else:
+            stale.add(name)
+    return fresh, stale - {r["method"] for r in fresh}
+
+
 def failed_methods(store, dataset: str) -> dict[str, str]:
-    failed = {}
-    for record in store.records(dataset, "scores"):
-        if record.get("status") == "failed":
-            failed.setdefault(record["method"], record["error"])
-    return failed
+    records, _ = current([r for r in store.records(dataset, "scores") if r.get("status") == "failed"], "scores")
+    return {r["method"]: r["error"] for r in records}
 
 
-def write_leaderboards(store, out_dir: str | Path = "leaderboards") -> list[Path]:
+def _is_ambiguity(name: str) -> bool:
+    return registry.get_method(name).family == AMBIGUITY
+
+
+def track_body(track, records: list[dict]):
+    """The track's report on the hardness identifiers, with the ambiguity measures in a
+    section of their own (same metrics, not ranked): a measure of ambiguity is not a
+    hardness score, and its numbers must not be read as one."""
+    hardness = [r for r in records if not _is_ambiguity(r["method"])]
+    ambiguous = [r for r in records if _is_ambiguity(r["method"])]
+    report = track.report(hardness or records)
+    body, plots = report.markdown, dict(report.plots)
+    if hardness and ambiguous:
+        extra = track.report(ambiguous)
+        plots.update({f"ambiguity_{k}": v for k, v in extra.plots.items()})
+        body += ("\n\n## Ambiguity measures (not hardness scores)\n\nThese methods measure how *ambiguous* a "
+                 "sample is (higher = more ambiguous); in their papers the hard region is low confidence with low "
+                 "ambiguity. They are scored with the same metrics for reference and are not ranked.\n\n"
+                 + extra.markdown.replace("](", "](ambiguity_"))
+    return body, (report.ranks if hardness else {}), plots
+
+
+def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool = False) -> list[Path]:
+    """Every (dataset, track) table from the current records, the overview, and, with
+    ``readme``, the README's generated blocks."""
     out_dir = Path(out_dir)
     written = []
     for dataset in store.datasets():
         failed = failed_methods(store, dataset)
+        quality = estimation_quality(store, dataset)
         for name, track in TRACKS.items():
-            records = list(store.records(dataset, name))
+            records, stale = current(list(store.records(dataset, name)), name)
             if not records:
                 continue
-            report = track.report(records)
-            body = report.markdown
-            for file_name in report.plots:
+            body, ranks, plots = track_body(track, records)
+            for file_name in plots:
                 body += f"\n\n![{file_name}]({file_name})"
             if failed:
                 body += "\n\nFailed methods (no scores): " + "; ".join(f"`{m}`: {e}" for m, e in sorted(failed.items()))
+            if stale:
+                body += ("\n\nLeft out, made by other code than the current (rerun to refresh) or by a method not "
+                         "loaded (pass its --plugin): " + ", ".join(f"`{m}`" for m in sorted(stale)))
             path = out_dir / slug(dataset) / f"{name}.md"
-            _write_text(path, _header(f"{dataset} — {name}", records) + "\n" + body + "\n")
+            _write_text(path, _header(f"{dataset} — {name}", records, quality) + "\n" + body + "\n")
             meta = {**provenance(), "dataset": dataset, "track": name}
-            for file_name, figure in report.plots.items():
+            for file_name, figure in plots.items():
                 _save_figure(figure, path.parent / file_name, meta)
             written.append(path)
-            write_json(path.with_suffix(".ranks.json"), {"dataset": dataset, "track": name, "ranks": report.ranks})
+            write_json(path.with_suffix(".ranks.json"), {"dataset": dataset, "track": name, "ranks": ranks})
     overview = {}
     for ranks_file in sorted(out_dir.glob("*/*.ranks.json")):
         column = f"{ranks_file.parent.name}/{ranks_file.name.removesuffix('.ranks.json')}"
@@ -98,11 +147,25 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards") -> list[Path
             overview.setdefault(method, {})[column] = rank
     if overview:
         written.append(_write_overview(out_dir, overview))
-        readme = out_dir.parent / "README.md"
-        if readme.exists() and "<!-- leaderboard:start -->" in readme.read_text():
-            fill_readme(readme, out_dir)
-            written.append(readme)
+    readme_path = out_dir.parent / "README.md"
+    if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
+        fill_readme(readme_path, out_dir)
+        written.append(readme_path)
     return written
+
+
+def estimation_quality(store, dataset: str) -> dict[str, list]:
+    """Clean test accuracy and final training accuracy of the estimation runs behind the
+    current score records, per recipe text: an underfit model shows at a glance."""
+    quality: dict[str, dict[str, list]] = {}
+    for record in current(list(store.records(dataset, "scores")), "scores")[0]:
+        estimation = record.get("estimation") or {}
+        if estimation.get("test_accuracy") is None:
+            continue
+        entry = quality.setdefault(_recipe_text(record["recipe"]), {})
+        key = (record["config"]["pool"], record["seed"])
+        entry[key] = estimation
+    return {recipe: [v for _, v in sorted(runs.items())] for recipe, runs in quality.items()}
 
 
 def _write_overview(out_dir: Path, overview: dict[str, dict[str, float]]) -> Path:
@@ -132,7 +195,9 @@ def methods_table(names=None, tablefmt: str = "github") -> str:
     rows = []
     for name in registry.list_methods() if names is None else names:
         m = registry.get_method(name)
-        rows.append([name, m.family, "higher = harder" if m.higher_is_harder else "lower = harder",
+        orientation = ("higher = more ambiguous" if m.family == AMBIGUITY
+                       else "higher = harder" if m.higher_is_harder else "lower = harder")
+        rows.append([name, m.family, orientation,
                      ", ".join(sorted(m.needs)) or "—", m.citation])
     return tabulate(rows, headers=["method", "family", "orientation", "needs", "citation"], tablefmt=tablefmt)
 

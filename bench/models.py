@@ -1,4 +1,4 @@
-"""Models: an MLP, a small CNN and a low-resolution ResNet-18.
+"""Models: an MLP, LeNet-5, a small CNN, the airbench CIFAR-10 net and a low-resolution ResNet-18.
 
 Every model is a stack of blocks followed by a linear head, so that methods can
 read any layer: ``embed(x)`` gives the penultimate features, ``layer_outputs(x)``
@@ -94,7 +94,49 @@ def resnet18(input_shape, num_classes: int, width: int = 64) -> BlockNet:
     return BlockNet(blocks, nn.Linear(c, num_classes))
 
 
-MODELS = {"mlp": mlp, "cnn": small_cnn, "resnet18": resnet18}
+def lenet(input_shape, num_classes: int, activation: str = "relu") -> BlockNet:
+    """LeNet-5 (LeCun et al. 1998) as the prior benchmark trains it on MNIST: two 5x5 conv
+    blocks (6 and 16 channels, each followed by 2x2 max-pooling) and fully connected layers
+    of 120 and 84 units. Inputs smaller than 32x32 are zero-padded by 2 in the first conv
+    (28x28 MNIST then has LeNet's 32x32 geometry); the flattened width follows the input."""
+    if len(input_shape) != 3 or min(input_shape[1:]) < 28:
+        raise ValueError(f"lenet needs image inputs of at least 28x28 pixels, got shape {tuple(input_shape)}; "
+                         "use --model mlp for smaller inputs")
+    channels, height = input_shape[0], input_shape[1]
+    act = ACTIVATIONS[activation]
+    convs = [
+        nn.Sequential(nn.Conv2d(channels, 6, 5, padding=2 if height < 32 else 0), act(), nn.MaxPool2d(2)),
+        nn.Sequential(nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2)),
+    ]
+    with torch.no_grad():
+        width = nn.Sequential(*convs)(torch.zeros(1, *input_shape)).numel()
+    blocks = [*convs, nn.Sequential(nn.Flatten(), nn.Linear(width, 120), act()), nn.Sequential(nn.Linear(120, 84), act())]
+    return BlockNet(blocks, nn.Linear(84, num_classes))
+
+
+def _conv_group(c_in: int, c_out: int) -> nn.Sequential:
+    """airbench's ConvGroup: conv, 2x2 max-pool, BN, GELU, conv, BN, GELU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out),
+                         nn.GELU(), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+def airbench(input_shape, num_classes: int, widths=(64, 256, 256)) -> BlockNet:
+    """The network of airbench94 (Jordan 2024, "94% on CIFAR-10 in 3.29 seconds on a single
+    GPU"): a 2x2 conv stem, then three blocks of (conv-BN-GELU, 2x2 max-pool, conv-BN-GELU)
+    with widths 64/256/256, global max-pooling and a linear head. The paper's fixed whitening
+    stem, lookahead and test-time flipping are left out: the suite needs a plain, reproducible
+    trainer shared by every recipe."""
+    channels = input_shape[0]
+    stem = nn.Sequential(nn.Conv2d(channels, 24, 2, padding=0, bias=False), nn.BatchNorm2d(24), nn.GELU())
+    blocks, c = [stem], 24
+    for w in widths:
+        blocks.append(_conv_group(c, w))
+        c = w
+    blocks.append(nn.AdaptiveMaxPool2d(1))
+    return BlockNet(blocks, nn.Linear(c, num_classes, bias=False))
+
+
+MODELS = {"mlp": mlp, "lenet": lenet, "cnn": small_cnn, "airbench": airbench, "resnet18": resnet18}
 
 
 def build_model(name: str, input_shape, num_classes: int, **kwargs) -> BlockNet:

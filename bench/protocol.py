@@ -27,6 +27,7 @@ from torch.func import functional_call, stack_module_state
 from tqdm import tqdm
 
 from . import store as st
+from .fingerprint import protocol_fingerprint
 from .recipes import Recipe
 from .train import lr_factor, predict_logits, seed_everything, train
 
@@ -60,9 +61,11 @@ def data_key(cell: Cell) -> str:
 
 
 def cell_key(cell: Cell, recipe: Recipe, pool_key: str, eval_names=()) -> str:
-    """sha256 of (sorted subset indices, synthetic rows, recipe key, seed, pool key, eval sets)."""
+    """sha256 of (sorted subset indices, synthetic rows, recipe key, seed, pool key, eval sets),
+    and of the code that trains protocol models: a changed trainer trains them again."""
     h = hashlib.sha256(data_key(cell).encode())
     h.update(f"|{recipe.key()}|{int(cell.seed)}|{pool_key}|{','.join(sorted(eval_names))}".encode())
+    h.update(protocol_fingerprint().encode())
     return h.hexdigest()
 
 
@@ -263,37 +266,3 @@ def predict_stacked(fmodel, params: dict, x: torch.Tensor, batch_size: int = 409
 
     return torch.cat([torch.vmap(forward, in_dims=(0, None))(params, x[i:i + batch_size])
                       for i in range(0, len(x), batch_size)], dim=1)
-
-
-def trainer_for(engine, pool, evals: dict[str, torch.Tensor], recipe: Recipe | None = None,
-                desc: str = "protocol models") -> ProtocolTrainer:
-    """The protocol trainer of an engine's pool, caching under ``results/<dataset>/_protocol``."""
-    recipe = recipe or engine.recipe
-    cache = engine.store.root / st.slug(engine.dataset.name) / "_protocol" / pool.key / recipe.key()
-    return ProtocolTrainer(recipe, pool.x, pool.y, pool.num_classes, pool.key, evals, cache,
-                           batched=engine.options.get("batched", "auto"), quiet=engine.quiet, desc=desc)
-
-
-def method_scores(engine, pool) -> dict[str, dict]:
-    """Each method's scores on the pool, averaged over the estimation seeds:
-    ``{"scores": oriented (higher = harder), "natural": own units, "higher_is_harder": bool}``.
-    A method that failed on any seed is left out (the engine lists it as failed)."""
-    per_seed = [engine.scores(pool, seed) for seed in engine.seeds]
-    out = {}
-    for method in engine.methods:
-        results = [r[method.name] for r in per_seed]
-        if all(r.status == "ok" for r in results):
-            out[method.name] = {"scores": np.mean([r.scores for r in results], axis=0),
-                                "natural": np.mean([r.natural for r in results], axis=0),
-                                "higher_is_harder": method.higher_is_harder}
-    return out
-
-
-def protocol_seeds(count: int) -> list[int]:
-    """Protocol-model seeds, disjoint from the estimation seeds 0..S-1."""
-    return [1000 + r for r in range(count)]
-
-
-def track_options(engine, name: str, defaults: dict, profiles: dict) -> dict:
-    """A track's settings: its defaults, then its profile's, then ``engine.options[name]``."""
-    return {**defaults, **profiles.get(engine.options.get("profile"), {}), **engine.options.get(name, {})}

@@ -13,10 +13,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .context import NEEDS
 from .errors import UnknownName
-
-#: What a method may ask the runner to produce (see `bench.context.Context`).
-NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features", "folds"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,10 @@ class Method:
 _METHODS: dict[str, Method] = {}
 
 
+class RegistrationError(ValueError):
+    """A method that cannot be registered: unknown needs, or a name already taken."""
+
+
 def register(name: str | None = None, *, higher_is_harder: bool, needs: Iterable[str] = ("dynamics",),
              family: str = "other", citation: str = ""):
     """Register a hardness identifier.
@@ -51,12 +53,13 @@ def register(name: str | None = None, *, higher_is_harder: bool, needs: Iterable
     needs = frozenset(needs)
     unknown = needs - NEEDS
     if unknown:
-        raise ValueError(f"unknown needs {sorted(unknown)}; allowed: {sorted(NEEDS)}")
+        raise RegistrationError(f"unknown needs {sorted(unknown)}; allowed: {sorted(NEEDS)}")
 
     def decorator(fn: Callable) -> Callable:
         method_name = name or fn.__name__
         if method_name in _METHODS and _METHODS[method_name].fn.__module__ != fn.__module__:
-            raise ValueError(f"method {method_name!r} is already registered by {_METHODS[method_name].fn.__module__}")
+            raise RegistrationError(f"method {method_name!r} is already registered by "
+                                    f"{_METHODS[method_name].fn.__module__}; choose another name with @register(name=...)")
         _METHODS[method_name] = Method(method_name, fn, higher_is_harder, needs, family, citation)
         return fn
 
@@ -71,6 +74,7 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
     """Import plugin modules (``--plugin``) and the ``hardbench.methods`` entry points."""
     from importlib.metadata import entry_points
 
+    load_builtin_methods()  # first, so that a plugin reusing a built-in name is caught
     for module in modules:
         importlib.import_module(module)
     for entry in entry_points(group="hardbench.methods"):

@@ -67,13 +67,31 @@ def slug(value) -> str:
 
 
 class Store:
-    """Records live at ``root/<dataset>/<track>/<config>/<method>/seed<k>.json``."""
+    """Every path under the results folder:
+
+    - track records: ``<dataset>/<track>/<config>/<method>/seed<k>.json``;
+    - score records (track ``scores``): the same, config = pool and recipe, with the
+      score vector in ``seed<k>.npz`` beside the JSON;
+    - estimation runs: ``<dataset>/_estimation/<pool>/<recipe>/seed<k>[-folds|-early]/``;
+    - protocol models: ``<dataset>/_protocol/<pool>/<recipe>/<key[:2]>/<key>.npz``.
+    """
 
     def __init__(self, root: str | Path = "results"):
         self.root = Path(root)
 
     def record_path(self, dataset: str, track: str, config: dict, method: str, seed: int) -> Path:
         return self.root / slug(dataset) / track / slug(config) / method / f"seed{seed}.json"
+
+    def score_paths(self, dataset: str, pool: str, recipe: str, method: str, seed: int) -> tuple[Path, Path]:
+        json_path = self.record_path(dataset, "scores", {"pool": pool, "recipe": recipe}, method, seed)
+        return json_path, json_path.with_suffix(".npz")
+
+    def estimation_dir(self, dataset: str, pool: str, recipe: str, seed: int, part: str = "") -> Path:
+        """The folder of one estimation run (``part`` "") or of its K-fold ("folds") or early ("early") runs."""
+        return self.root / slug(dataset) / "_estimation" / pool / recipe / (f"seed{seed}-{part}" if part else f"seed{seed}")
+
+    def protocol_dir(self, dataset: str, pool: str, recipe: str) -> Path:
+        return self.root / slug(dataset) / "_protocol" / pool / recipe
 
     def records(self, dataset: str | None = None, track: str | None = None) -> Iterator[dict]:
         pattern = f"{glob.escape(slug(dataset)) if dataset else '*'}/{track or '*'}/*/*/seed*.json"

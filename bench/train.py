@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .dynamics import Dynamics, DynamicsRecorder
+from .errors import DeviceUnavailable
 from .recipes import Recipe
 
 
@@ -22,7 +23,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+        raise DeviceUnavailable("--device cuda was asked for, but torch sees no CUDA device "
+                                f"(torch {torch.__version__}); use --device cpu or auto")
     return torch.device(device)
 
 
@@ -55,15 +57,20 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
 
 
 def augment(x: torch.Tensor, kind: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Batched on-device augmentation: random horizontal flip and/or pad-and-crop."""
+    """Batched on-device augmentation: random horizontal flip and/or pad-and-crop
+    (``flip-crop``, ``crop``: reflect padding of 4; ``flip-translate``: zero padding of 2)."""
     if kind == "none" or x.ndim != 4:
         return x
     n, _, h, w = x.shape
     if kind == "flip-crop":
         flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if kind in ("flip-crop", "crop"):
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    if kind == "flip-translate":  # airbench: flip, then translate by up to 2 pixels (zero fill)
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        kind, pad = "translate", 2
+    if kind in ("flip-crop", "crop", "translate"):
+        padded = F.pad(x, (pad, pad, pad, pad), mode="constant" if kind == "translate" else "reflect")
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
         rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
@@ -93,16 +100,22 @@ def predict_logits(model, x: torch.Tensor, batch_size: int = 2048) -> torch.Tens
 
 def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, *,
           record: bool = True, eval_every_epoch: bool = False, checkpoint_epochs=(),
-          model: torch.nn.Module | None = None) -> TrainResult:
+          model: torch.nn.Module | None = None, stop_after: int | None = None) -> TrainResult:
     """Train a fresh model of ``recipe`` on (x, y), already on the target device.
 
     ``record``: fill per-sample, per-epoch dynamics from the training forward pass.
     ``eval_every_epoch``: also record the same statistics from a clean no-grad pass.
     ``checkpoint_epochs``: 1-based epochs after which a copy of the state is kept.
+    ``stop_after``: stop after this many epochs, the learning-rate schedule unchanged
+    (the state a full run has at that epoch, e.g. EL2N's early epoch).
+    On CUDA the forward pass runs under bf16 autocast and image models use channels_last.
     """
     device = x.device
     generator = seed_everything(seed)
     model = (model or recipe.build(tuple(x.shape[1:]), num_classes)).to(device)
+    cuda = device.type == "cuda"
+    if cuda and x.ndim == 4:
+        model = model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = make_optimizer(model, recipe)
     n = len(y)
@@ -117,7 +130,7 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
     lrs = np.zeros(recipe.epochs)
 
     step = 0
-    for epoch in range(recipe.epochs):
+    for epoch in range(recipe.epochs if stop_after is None else min(stop_after, recipe.epochs)):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch_size):
             factor = lr_factor(recipe.schedule, step, total_steps)
@@ -126,8 +139,9 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
             lrs[epoch] += recipe.lr * factor / steps_per_epoch
             idx = order[start:start + batch_size]
             yb = y[idx]
-            logits = model(augment(x[idx], recipe.augment, generator))
-            losses = F.cross_entropy(logits, yb, reduction="none")
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(augment(x[idx], recipe.augment, generator))
+            losses = F.cross_entropy(logits.float(), yb, reduction="none", label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             losses.mean().backward()
             optimizer.step()

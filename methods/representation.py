@@ -35,8 +35,15 @@ def cosine_to_class_mean(features: np.ndarray, y: np.ndarray, num_classes: int) 
 @register(higher_is_harder=False, needs={"features"}, family="representation",
           citation="Sorscher et al. 2022, Beyond neural scaling laws: beating power law scaling via data pruning (NeurIPS)")
 def prototypicality(ctx):
-    """Supervised prototypicality (Sorscher et al. 2022): cos(h_i, mu_{y_i}) with h the final model's penultimate
-    features and mu_c the mean feature of the samples labelled c (the sample included)."""
+    """Prototypicality (Sorscher et al. 2022): cos(h_i, mu_{y_i}), h the trained network's
+    penultimate features and mu_c the mean feature of the samples labelled c (the sample included);
+    lower = farther from its class prototype = harder.
+
+    Variant: supervised prototypes (the labelled classes). Deviation: the paper's self-supervised
+    prototype metric clusters a self-supervised embedding with k-means and uses the Euclidean
+    distance to the nearest centroid; no self-supervised model is trained here, so the prototypes
+    are the labelled classes' means in the trained network's feature space, with cosine similarity
+    so that the feature norm's growth does not move the score."""
     y = _as_numpy(ctx.y)
     return cosine_to_class_mean(np.asarray(ctx.features, dtype=np.float64), y, ctx.num_classes)
 
@@ -52,15 +59,23 @@ def neighbours_excluding_self(features: np.ndarray, k: int) -> np.ndarray:
     return idx[keep].reshape(len(features), k)
 
 
-@register(higher_is_harder=True, needs={"features"}, family="representation",
+def knn_disagreement_scores(representation: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """(1/k) sum_{j in kNN(i)} [y_j != y_i], Euclidean neighbours in ``representation``, self excluded."""
+    neighbours = neighbours_excluding_self(np.asarray(representation, dtype=np.float32), k)
+    return (y[neighbours] != y[:, None]).mean(axis=1)
+
+
+@register(higher_is_harder=True, needs={"final_model"}, family="representation",
           citation="Bahri, Jiang & Gupta 2020, Deep k-NN for Noisy Labels (ICML)")
 def knn_disagreement(ctx, k: int = 10):
-    """Deep k-NN disagreement (Bahri, Jiang & Gupta 2020): share of the k = 10 nearest neighbours
-    (penultimate features, Euclidean, self excluded) whose label differs from the sample's:
-    (1/k) sum_{j in kNN(i)} [y_j != y_i]."""
-    y = _as_numpy(ctx.y)
-    neighbours = neighbours_excluding_self(np.asarray(ctx.features, dtype=np.float32), k)
-    return (y[neighbours] != y[:, None]).mean(axis=1)
+    """Deep k-NN disagreement (Bahri, Jiang & Gupta 2020): (1/k) sum_{j in kNN(i)} [y_j != y_i], the share of the
+    k = 10 nearest neighbours in the trained network's logit layer (ctx.final_logits, Euclidean, the
+    sample itself excluded) whose label differs from the sample's; higher = harder (likely mislabelled).
+
+    Variant: the paper filters on the logit layer of a model trained on the noisy data, removing a
+    sample when its label disagrees with the k-NN majority; the share of disagreeing neighbours is
+    the ranking behind that cut. Deviation: k fixed at 10 (the paper tunes k)."""
+    return knn_disagreement_scores(_as_numpy(ctx.final_logits), _as_numpy(ctx.y), k)
 
 
 def knn_probe_predictions(features: np.ndarray, y: np.ndarray, num_classes: int, k: int) -> np.ndarray:
@@ -88,10 +103,16 @@ def prediction_depths(layers: list[np.ndarray], y: np.ndarray, final_pred: np.nd
 @register(higher_is_harder=True, needs={"final_model"}, family="representation",
           citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
 def prediction_depth(ctx, k: int = 30):
-    """Prediction depth (Baldock, Maennel & Neyshabur 2021): k-NN probes (k = 30, fit on the pool's labels, a sample never its own
-    neighbour) on the representation at layer l = 0 (input), 1..B (each block's output) and
-    B + 1 (logits) of the final model; depth = the first l such that the probes of l and
-    every later layer agree with the model's prediction (B + 2 if the last one disagrees)."""
+    """Prediction depth (Baldock, Maennel & Neyshabur 2021): k-NN probes (k = 30, Euclidean, fit on the pool's
+    representations and labels) at layer l = 0 (input), 1..B (each block's output) and B + 1 (logits) of
+    the trained network; depth = min{l : probe_l'(x) = argmax f(x) for all l' >= l}, the final
+    prediction of the network (B + 2 if even the last probe disagrees); higher = harder.
+
+    Variant: the paper's, which compares with the network's final prediction, not the label: a
+    sample's own label is never read (it is excluded from its own neighbours), only the labels of
+    its neighbours. Deviations: a sample is never its own neighbour (the pool is both the probes'
+    support and the scored set); feature maps wider than 4096 values are average-pooled spatially
+    before the probe, to keep k-NN affordable."""
     layers = [_as_numpy(h) for h in layer_representations(ctx.final_model, ctx.x)]
     final_pred = _as_numpy(ctx.final_logits.argmax(dim=1))
     return prediction_depths(layers, _as_numpy(ctx.y), final_pred, ctx.num_classes, k).astype(float)
@@ -123,11 +144,15 @@ def straggler_scores(radii: torch.Tensor, checkpoint_margins: torch.Tensor, y: t
           citation="Pukowski & Lu 2024 (in-class data imbalance); "
                    "Ciceri et al. 2024, Inversion dynamics of class manifolds (Nat. Mach. Intell.)")
 def stragglers(ctx):
-    """Stragglers (Ciceri et al. 2024; Pukowski & Lu 2024): at each kept checkpoint t, the
-    normalised squared radius R^2_c(t) of every class manifold in the first block's output; the
-    class's inversion point is its minimum t*_c (segregation ends, entanglement starts); samples
-    misclassified at t*_c are stragglers. Binary, ties broken by the margin at t*_c:
-    [straggler] + sigmoid(-margin)."""
+    """Stragglers (Ciceri et al. 2024; Pukowski & Lu 2024): at each kept checkpoint t, the normalised squared
+    radius R^2_c(t) of every class manifold in the first block's output; the class's inversion point
+    is its minimum t*_c (segregation ends, entanglement starts); samples misclassified at t*_c are
+    stragglers. Score = [margin_{t*} < 0] + sigmoid(-margin_{t*}), margin = z_y - max_{k != y} z_k of
+    the checkpoint at t*_{y}; higher = harder.
+
+    Variant: the papers' binary straggler label, with the margin breaking ties so that it ranks.
+    Deviation: the inversion point is searched over the kept checkpoints (evenly spaced plus the
+    early epoch), not every epoch."""
     radii, margin_rows = [], []
     for epoch in sorted(ctx.checkpoints):
         model = ctx.model_at(epoch)

@@ -1,31 +1,48 @@
 """Identifiers computed from one recorded training run, with no extra pass.
 
 All read ``ctx.dynamics``: (N, E) arrays of the per-sample statistics of the
-training forward pass at every epoch (see ``bench.dynamics``).
+training forward pass at every epoch (see ``bench.dynamics``); each sample is
+seen once per epoch, so one measurement per sample per epoch.
 """
 import numpy as np
 
 from bench import register
 
+DATA_MAPS = ("Swayamdipta et al. 2020, Dataset Cartography: Mapping and Diagnosing Datasets with Training Dynamics "
+             "(EMNLP)")
+BALDOCK = "Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)"
 
-@register(higher_is_harder=True, family="training dynamics", citation="loss-based selection; e.g. Jiang et al. 2019")
+
+@register(higher_is_harder=True, family="training dynamics",
+          citation="Jiang et al. 2019, Accelerating Deep Learning by Focusing on the Biggest Losers (arXiv); "
+                   "Arazo et al. 2019, Unsupervised Label Noise Modeling and Loss Correction (ICML)")
 def loss(ctx):
-    """Mean per-sample cross-entropy over epochs: (1/E) sum_e -log p_y(x; theta_e)."""
+    """Training loss (Jiang et al. 2019; Arazo et al. 2019): (1/E) sum_e -log p_y(x; theta_e), the per-sample
+    cross-entropy of the training forward pass averaged over all epochs; higher = harder.
+
+    Variant: the loss averaged over training rather than at one epoch (Jiang et al. select on the
+    current loss; Arazo et al. model the per-sample loss distribution of one epoch), which makes
+    the ranking less dependent on the epoch it is read at."""
     return ctx.dynamics.loss.mean(axis=1)
 
 
-@register(higher_is_harder=False, family="training dynamics",
-          citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
+@register(higher_is_harder=False, family="training dynamics", citation=DATA_MAPS)
 def confidence(ctx):
-    """Data-maps confidence: mean over epochs of the true-class probability p_y."""
+    """Data-maps confidence (Swayamdipta et al. 2020): (1/E) sum_e p_y(x; theta_e), the mean over epochs of the
+    probability of the (observed) label; lower = harder.
+
+    Variant: the paper's, one measurement per epoch from the training forward pass; no deviation."""
     return ctx.dynamics.p_y.mean(axis=1)
 
 
 @register(higher_is_harder=False, family="training dynamics",
           citation="Pleiss et al. 2020, Identifying Mislabeled Data using the Area Under the Margin Ranking (NeurIPS)")
 def aum(ctx):
-    """Area Under the Margin: mean over epochs of z_y - max_{k != y} z_k (logits of
-    the training forward pass, one measurement per sample per epoch)."""
+    """Area Under the Margin (Pleiss et al. 2020): (1/E) sum_e (z_y,e - max_{k != y} z_k,e), the logits of the
+    training forward pass, one measurement per sample per epoch; lower = harder (mislabelled).
+
+    Variant: the AUM ranking itself. Deviation: no threshold samples (the paper's extra fake class
+    that turns the ranking into a keep/drop decision): the benchmark needs a ranking, not a cut."""
     return ctx.dynamics.margin.mean(axis=1)
 
 
@@ -43,53 +60,103 @@ def forgetting_counts(correct: np.ndarray) -> np.ndarray:
 @register(higher_is_harder=True, family="training dynamics",
           citation="Toneva et al. 2019, An Empirical Study of Example Forgetting during Deep Neural Network Learning (ICLR)")
 def forgetting(ctx):
-    """Forgetting events: count of epochs e with correct_e = 1 and correct_{e+1} = 0;
-    never-learned samples get E (maximal). Ties are common; the suite breaks them
-    with a seeded random order where a hard set is needed."""
+    """Forgetting events (Toneva et al. 2019): #{e : correct_e = 1 and correct_{e+1} = 0}, correct_e the
+    training forward pass's argmax == y at the sample's presentation in epoch e; never-learned
+    samples get E (maximal, the paper treats them as forgotten infinitely often); higher = harder.
+
+    Variant: the paper's (one presentation per epoch). Ties are common; the suite breaks them with a
+    seeded random order where a hard set is needed."""
     return forgetting_counts(ctx.dynamics.correct).astype(float)
 
 
-@register(higher_is_harder=True, family="training dynamics",
-          citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
+@register(higher_is_harder=True, family="ambiguity", citation=DATA_MAPS)
 def variability(ctx):
-    """Data-maps variability (Swayamdipta et al. 2020): population standard deviation over epochs of p_y,
-    sqrt((1/E) sum_e (p_y,e - mean_e p_y)^2). High = ambiguous (the data map's hard region)."""
+    """Data-maps variability (Swayamdipta et al. 2020): sqrt((1/E) sum_e (p_y,e - mean_e p_y)^2), the population
+    standard deviation over epochs of the label's probability; higher = more ambiguous.
+
+    It measures ambiguity, not hardness: in the data map the hard-to-learn region (where mislabelled
+    samples gather) is low ``confidence`` with LOW variability, and high variability marks the
+    ambiguous region. Registered with family "ambiguity" and higher = more ambiguous.
+
+    Variant: the paper's, one measurement per epoch from the training forward pass; no deviation."""
     return ctx.dynamics.p_y.std(axis=1)
 
 
-@register(higher_is_harder=False, family="training dynamics",
-          citation="Swayamdipta et al. 2020, Dataset Cartography (EMNLP)")
+@register(higher_is_harder=False, family="training dynamics", citation=DATA_MAPS)
 def correctness(ctx):
-    """Data-maps correctness (Swayamdipta et al. 2020): fraction of epochs whose training forward pass predicted
-    the label, (1/E) sum_e [argmax_k z_k,e = y]."""
+    """Data-maps correctness (Swayamdipta et al. 2020): (1/E) sum_e [argmax_k z_k,e = y], the fraction of
+    epochs whose training forward pass predicted the label; lower = harder.
+
+    Variant: the paper's; no deviation."""
     return ctx.dynamics.correct.mean(axis=1)
 
 
+def stable_from(agree: np.ndarray) -> np.ndarray:
+    """From an (N, E) boolean trajectory: the first epoch e (1-based) such that it holds at e and at
+    every later epoch; E + 1 where it fails at the last epoch."""
+    agree = np.asarray(agree, dtype=bool)
+    # suffix[:, e] = holds at every epoch >= e; monotone in e, so counting the epochs where it
+    # fails gives the first epoch where it holds.
+    suffix = np.flip(np.logical_and.accumulate(np.flip(agree, axis=1), axis=1), axis=1)
+    return agree.shape[1] - suffix.sum(axis=1) + 1
+
+
 def learned_epochs(correct: np.ndarray) -> np.ndarray:
-    """Iteration learned from an (N, E) correctness trajectory: the first epoch e
-    (1-based) such that the sample is classified correctly at e and every later epoch.
-    A sample wrong at the last epoch was never learned and gets E + 1 (maximal)."""
-    correct = np.asarray(correct, dtype=bool)
-    epochs = correct.shape[1]
-    # suffix_ok[:, e] = correct at every epoch >= e; it is monotone in e, so counting
-    # the epochs where it fails gives the first epoch where it holds.
-    suffix_ok = np.flip(np.logical_and.accumulate(np.flip(correct, axis=1), axis=1), axis=1)
-    return (epochs - suffix_ok.sum(axis=1)) + 1
+    """Label-based iteration learned from an (N, E) correctness trajectory: the first epoch after
+    which the sample is classified as its label for the rest of training; E + 1 if wrong at the end."""
+    return stable_from(correct)
+
+
+def settled_epochs(pred: np.ndarray) -> np.ndarray:
+    """Baldock's iteration learned from an (N, E) trajectory of predicted classes: the first epoch
+    after which the prediction equals the final prediction pred[:, -1] at every later epoch
+    (at most E, since the last epoch always agrees with itself)."""
+    pred = np.asarray(pred)
+    return stable_from(pred == pred[:, -1:])
+
+
+@register(higher_is_harder=True, family="training dynamics", citation=BALDOCK)
+def iteration_learned(ctx):
+    """Iteration learned (Baldock, Maennel & Neyshabur 2021), here in epochs: min{e : pred_e' = pred_E for all
+    e' >= e}, pred_e the argmax of the training forward pass at epoch e (ctx.dynamics.pred) and pred_E
+    the network's final prediction; higher = learned later = harder.
+
+    Variant: the paper's, against the network's final prediction, not the label. Baldock et al. train
+    to (near) zero training error, where the final prediction is the label and this equals
+    ``iteration_learned_label``. When training stops short of that, a sample whose final prediction
+    is not its label (e.g. a mislabelled sample never fitted, predicted as its true class all along)
+    settles early and is scored easy: the score does not read y. Deviation: epochs instead of SGD
+    iterations (one measurement per sample per epoch)."""
+    return settled_epochs(ctx.dynamics.pred).astype(float)
 
 
 @register(higher_is_harder=True, family="training dynamics",
-          citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
-def iteration_learned(ctx):
-    """Iteration (here: epoch) learned (Baldock et al. 2021): the first epoch after which the training forward
-    pass classifies the sample correctly for the rest of training,
-    min{e : correct_e' = 1 for all e' >= e}; never learned = E + 1."""
+          citation="Baldock, Maennel & Neyshabur 2021 (iteration learned), label-based as in Toneva et al. 2019 "
+                   "(learned = classified correctly)")
+def iteration_learned_label(ctx):
+    """Label-based iteration learned (the common adaptation of Baldock et al. 2021, with Toneva et al. 2019's
+    "learned" = classified as the label): min{e : correct_e' = 1 for all e' >= e}, correct_e the training
+    forward pass's argmax == y at epoch e; never learned (wrong at the last epoch) = E + 1 (maximal);
+    higher = harder.
+
+    Variant: compares with the observed label rather than the final prediction, so a sample the
+    network never fits to its label ranks hardest; it equals ``iteration_learned`` wherever the
+    final prediction is the label."""
     return learned_epochs(ctx.dynamics.correct).astype(float)
 
 
-@register(higher_is_harder=True, family="training dynamics",
-          citation="Seedat et al. 2022, Data-IQ: Characterizing subgroups with heterogeneous outcomes (NeurIPS)")
+@register(higher_is_harder=True, family="ambiguity",
+          citation="Seedat et al. 2022, Data-IQ: Characterizing subgroups with heterogeneous outcomes in tabular data "
+                   "(NeurIPS)")
 def dataiq_aleatoric(ctx):
     """Data-IQ aleatoric uncertainty (Seedat et al. 2022): (1/E) sum_e p_y,e (1 - p_y,e), the expected variance of
-    the label's Bernoulli outcome over training checkpoints (here: epochs)."""
+    the label's Bernoulli outcome over the training checkpoints (here: epochs); higher = more ambiguous.
+
+    It measures ambiguity, not hardness: Data-IQ's hard subgroup is low confidence with LOW aleatoric
+    uncertainty (where mislabelled samples gather); high aleatoric uncertainty marks the ambiguous
+    subgroup. Registered with family "ambiguity" and higher = more ambiguous.
+
+    Variant: the paper's, with the per-epoch models of one training run as its checkpoints; no
+    deviation."""
     p = ctx.dynamics.p_y
     return (p * (1.0 - p)).mean(axis=1)

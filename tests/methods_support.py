@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.context import Context, FoldPredictions, Pool
+from bench.context import NEEDS, Context, EstimationRun, FoldPredictions, Pool
 from bench.dynamics import Dynamics
 from bench.recipes import Recipe
 
@@ -21,13 +21,17 @@ def dynamics_from(p_y=None, correct=None, margin=None) -> Dynamics:
 
 
 def make_context(x, y, num_classes, *, recipe: Recipe | None = None, dynamics=None, checkpoints=None, lrs=None,
-                 folds: FoldPredictions | None = None, seed: int = 0) -> Context:
+                 folds: FoldPredictions | None = None, early_runs=None, seed: int = 0, needs=NEEDS) -> Context:
+    """A context over hand-made parts: ``checkpoints`` {epoch: state_dict}, ``early_runs``
+    [state_dict, ...], ``folds``, ``dynamics``; ``needs`` limits what the method may read."""
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.int64)
     recipe = recipe or Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=max(checkpoints or {1: None}))
-    return Context(Pool("fake", x, y, num_classes), seed, recipe, torch.device("cpu"), dynamics=dynamics,
-                   checkpoints=checkpoints, lrs=None if lrs is None else np.asarray(lrs, dtype=float),
-                   fold_builder=(lambda: folds) if folds is not None else None)
+    given = {"dynamics": dynamics, "checkpoints": checkpoints, "folds": folds, "early_runs": early_runs,
+             "lrs": None if lrs is None else np.asarray(lrs, dtype=float)}
+    run = EstimationRun(Pool("fake", x, y, num_classes), seed, recipe, torch.device("cpu"),
+                        **{k: v for k, v in given.items() if v is not None})
+    return Context(run, needs, "the method under test")
 
 
 def linear_state(weight, bias) -> dict:

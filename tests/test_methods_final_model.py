@@ -1,5 +1,6 @@
-"""EL2N and the final-model identifiers against hand computation on a linear model."""
+"""EL2N and the final-model identifiers against hand computation on linear models."""
 import numpy as np
+import pytest
 import torch
 
 from bench.recipes import Recipe
@@ -10,13 +11,18 @@ X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 2.0]])
 Y = np.array([0, 1, 2, 0])
 W_EARLY, B_EARLY = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), np.array([0.0, 0.0, 0.1])
 W_FINAL, B_FINAL = np.array([[2.0, -1.0], [0.0, 3.0], [1.0, 1.0]]), np.array([0.5, 0.0, -0.5])
+# two independent early runs (fresh initialisations trained to the early epoch)
+W_RUN2, B_RUN2 = np.array([[-1.0, 0.5], [0.0, 2.0], [1.0, -1.0]]), np.array([0.2, -0.3, 0.0])
+EARLY_RUNS = [(W_EARLY, B_EARLY), (W_RUN2, B_RUN2)]
 
 
 def _ctx():
-    # 10 epochs: early epoch = round(0.1 * 10) = 1; the final model is the epoch-10 state
-    checkpoints = {1: linear_state(W_EARLY, B_EARLY), 10: linear_state(W_FINAL, B_FINAL)}
-    recipe = Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=10)
-    return make_context(X, Y, 3, recipe=recipe, checkpoints=checkpoints)
+    # 10 epochs: early epoch = round(0.1 * 10) = 1; the final model is the epoch-10 state. The
+    # checkpoint at epoch 1 of this run must not be what EL2N reads: it is the final-model weights.
+    checkpoints = {1: linear_state(W_FINAL, B_FINAL), 10: linear_state(W_FINAL, B_FINAL)}
+    recipe = Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=10, early_runs=2)
+    return make_context(X, Y, 3, recipe=recipe, checkpoints=checkpoints,
+                        early_runs=[linear_state(w, b) for w, b in EARLY_RUNS])
 
 
 def _softmax(z):
@@ -28,10 +34,23 @@ def _run(name):
     return np.asarray(torch.as_tensor(get_method(name).fn(_ctx())), dtype=float)
 
 
-def test_el2n_uses_the_early_checkpoint():
-    p = _softmax(X @ W_EARLY.T + B_EARLY)
-    expected = np.linalg.norm(p - np.eye(3)[Y], axis=1)
+def _el2n(w, b):
+    return np.linalg.norm(_softmax(X @ w.T + b) - np.eye(3)[Y], axis=1)
+
+
+def test_el2n_averages_the_independent_early_runs():
+    expected = np.mean([_el2n(w, b) for w, b in EARLY_RUNS], axis=0)
     np.testing.assert_allclose(_run("el2n"), expected, rtol=1e-5)
+    # sample 0 by hand on run 1: z = [1, 0, 0.6]
+    e = np.exp([1.0, 0.0, 0.6])
+    p = e / e.sum()
+    assert _el2n(W_EARLY, B_EARLY)[0] == pytest.approx(np.sqrt((p[0] - 1) ** 2 + p[1] ** 2 + p[2] ** 2))
+    assert get_method("el2n").needs == {"early_runs"}
+
+
+def test_el2n_final_reads_the_final_model():
+    np.testing.assert_allclose(_run("el2n_final"), _el2n(W_FINAL, B_FINAL), rtol=1e-5)
+    assert get_method("el2n_final").needs == {"final_model"} and get_method("el2n_final").higher_is_harder
 
 
 def test_margin_final_by_hand():

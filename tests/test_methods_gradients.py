@@ -9,7 +9,8 @@ from bench.models import build_model
 from bench.recipes import Recipe
 from bench.registry import get_method
 from methods.gradients import (hutchinson_curvature, input_hvp, last_layer_grad_sq_norms, linear_grad_norms,
-                               normalise_within_class, per_sample_grad_norms, vog_raw)
+                               normalise_within_class, per_sample_grad_norms, vog_epochs, vog_from_gradients,
+                               vog_per_sample, vog_raw)
 from methods_support import linear_state, loop_grad_norms, make_context
 
 
@@ -25,17 +26,74 @@ def test_grand_equals_a_per_sample_autograd_loop(name, shape, kwargs):
     np.testing.assert_allclose(per_sample_grad_norms(model, x, y, chunk_size=3), expected.detach(), rtol=1e-4)
 
 
-def test_grand_method_reads_the_early_checkpoint():
-    torch.manual_seed(1)
-    early, final = (build_model("mlp", (3,), 2, hidden=[4]) for _ in range(2))
+def _mlp_states(n, seed, **kwargs):
+    torch.manual_seed(seed)
+    return [build_model("mlp", (3,), 2, **kwargs).eval() for _ in range(n)]
+
+
+def test_grand_averages_the_independent_early_runs():
+    runs = _mlp_states(3, 1, hidden=[4])
+    final = _mlp_states(1, 2, hidden=[4])[0]
     x, y = torch.randn(6, 3), torch.randint(0, 2, (6,))
-    recipe = Recipe(model="mlp", model_kwargs={"hidden": [4]}, epochs=10)
-    ctx = make_context(x, y, 2, recipe=recipe, checkpoints={1: early.state_dict(), 10: final.state_dict()})
-    np.testing.assert_allclose(get_method("grand").fn(ctx), loop_grad_norms(early.eval(), x, y).detach(), rtol=1e-4)
+    recipe = Recipe(model="mlp", model_kwargs={"hidden": [4]}, epochs=10, early_runs=3)
+    # this run's own early checkpoint holds the final weights: GraNd must not read it
+    ctx = make_context(x, y, 2, recipe=recipe, checkpoints={1: final.state_dict(), 10: final.state_dict()},
+                       early_runs=[m.state_dict() for m in runs])
+    expected = torch.stack([loop_grad_norms(m, x, y) for m in runs]).mean(0).detach()
+    np.testing.assert_allclose(get_method("grand").fn(ctx), expected, rtol=1e-4)
+    assert get_method("grand").needs == {"early_runs"}
+    np.testing.assert_allclose(get_method("grand_final").fn(ctx), loop_grad_norms(final, x, y).detach(), rtol=1e-4)
+    assert get_method("grand_final").needs == {"final_model"}
 
 
-def test_vog_on_linear_models_is_the_variance_of_the_weight_rows():
-    # z = W x + b, so d z_y / d x = W[y] whatever x is: VoG = mean_d Var_t(W_t[y, d])
+# A hand-built gradient stack (K = 2 checkpoints, N = 4 samples, C = 2 channels, 1 x 2 pixels).
+VOG_STACK = torch.tensor([
+    [[[[1.0, 3.0]], [[3.0, 5.0]]],      # t = 1, sample 0: channel mean [2, 4]
+     [[[1.0, -1.0]], [[-1.0, 1.0]]],    # sample 1: channel mean [0, 0]
+     [[[2.0, 2.0]], [[2.0, 2.0]]],      # sample 2: [2, 2]
+     [[[6.0, 0.0]], [[6.0, 0.0]]]],     # sample 3: [6, 0]
+    [[[[1.0, 3.0]], [[1.0, 1.0]]],      # t = 2, sample 0: channel mean [1, 2]
+     [[[-1.0, 1.0]], [[1.0, -1.0]]],    # sample 1: [0, 0] (each channel flips sign, their mean does not move)
+     [[[0.0, 0.0]], [[0.0, 0.0]]],      # sample 2: [0, 0]
+     [[[0.0, 0.0]], [[0.0, 0.0]]]],     # sample 3: [0, 0]
+])
+
+
+def test_vog_by_hand_is_the_std_of_channel_averaged_gradients():
+    # std of two values is |a - b| / 2: sample 0 -> pixels [0.5, 1] -> 0.75; sample 1 -> 0;
+    # sample 2 -> [1, 1] -> 1; sample 3 -> [3, 0] -> 1.5
+    np.testing.assert_allclose(vog_per_sample(VOG_STACK), [0.75, 0.0, 1.0, 1.5])
+    # neither the variance nor the std taken per channel before averaging gives these numbers
+    per_pixel = VOG_STACK.mean(dim=2).flatten(2)
+    np.testing.assert_allclose(per_pixel.var(dim=0, unbiased=False).mean(dim=1), [0.625, 0.0, 1.0, 4.5])
+    np.testing.assert_allclose(VOG_STACK.std(dim=0, unbiased=False).flatten(1).mean(dim=1), [0.75, 1.0, 1.0, 1.5])
+    y = torch.tensor([0, 0, 1, 1])
+    # class 0: raw [0.75, 0] -> mean 0.375, std 0.375; class 1: [1, 1.5] -> mean 1.25, std 0.25
+    np.testing.assert_allclose(vog_from_gradients(VOG_STACK, y, 2), [1.0, -1.0, -1.0, 1.0], rtol=1e-6)
+
+
+def _numpy_vog(stack, y, num_classes):
+    per_pixel = stack.mean(axis=2) if stack.ndim == 5 else stack
+    raw = per_pixel.std(axis=0).reshape(stack.shape[1], -1).mean(axis=1)
+    out = np.empty_like(raw)
+    for c in range(num_classes):
+        members = y == c
+        spread = raw[members].std()
+        out[members] = (raw[members] - raw[members].mean()) / (spread if spread > 0 else 1.0)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 9, 3, 2, 2), (4, 9, 1, 3, 3), (2, 9, 5)])
+def test_vog_from_gradients_equals_numpy(shape):
+    rng = np.random.default_rng(sum(shape))
+    stack = rng.normal(size=shape)
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    np.testing.assert_allclose(vog_from_gradients(torch.as_tensor(stack), torch.as_tensor(y), 3),
+                               _numpy_vog(stack, y, 3), rtol=1e-5, atol=1e-6)
+
+
+def test_vog_on_linear_models_is_the_std_of_the_weight_rows():
+    # z = W x + b, so d z_y / d x = W[y] whatever x is: VoG = mean_d Std_t(W_t[y, d])
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=(3, 4)) for _ in range(4)]
     x, y = torch.randn(9, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
@@ -43,14 +101,44 @@ def test_vog_on_linear_models_is_the_variance_of_the_weight_rows():
     for model, w in zip(models, weights):
         model.load_state_dict(linear_state(w, np.zeros(3)))
         model.eval()
-    expected = np.stack(weights).var(axis=0).mean(axis=1)[y.numpy()]
+    expected = np.stack(weights).std(axis=0).mean(axis=1)[y.numpy()]
     np.testing.assert_allclose(vog_raw(models, x, y), expected, rtol=1e-5)
 
-    ctx = make_context(x, y, 3, checkpoints={i + 1: linear_state(w, np.zeros(3)) for i, w in enumerate(weights)},
-                       recipe=Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=4))
+
+def test_vog_checkpoints_are_the_evenly_spaced_ones():
+    recipe = Recipe(epochs=20, checkpoints=5)
+    assert vog_epochs(recipe) == [4, 8, 12, 16, 20] and 2 in recipe.checkpoint_epochs()
+    assert vog_epochs(Recipe(epochs=10, checkpoints=3)) == [3, 7, 10]
+
+
+def _input_grads_by_loop(model, x, y):
+    rows = []
+    for i in range(len(y)):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        model(xi)[0, y[i]].backward()
+        rows.append(xi.grad[0])
+    return torch.stack(rows)
+
+
+def test_vog_method_reads_the_spaced_checkpoints_only_and_averages_channels():
+    # images with 2 channels through a ReLU MLP: input gradients differ between samples
+    torch.manual_seed(5)
+    shape, kwargs = (2, 2, 2), {"hidden": [6]}
+    states = {e: build_model("mlp", shape, 3, **kwargs).state_dict() for e in (1, 5, 10)}
+    x, y = torch.randn(12, *shape), torch.arange(12) % 3
+    recipe = Recipe(model="mlp", model_kwargs=kwargs, epochs=10, checkpoints=2)  # spaced {5, 10}, early 1
+    assert recipe.checkpoint_epochs() == [1, 5, 10]
+    ctx = make_context(x, y, 3, recipe=recipe, checkpoints=states)
+    models = {e: build_model("mlp", shape, 3, **kwargs) for e in states}
+    for e, model in models.items():
+        model.load_state_dict(states[e])
+        model.eval()
+    stack = torch.stack([_input_grads_by_loop(models[e], x, y) for e in (5, 10)]).detach()
+    expected = _numpy_vog(stack.numpy().astype(np.float64), y.numpy(), 3)
     scores = np.asarray(get_method("vog").fn(ctx))
-    # every sample of a class has the same raw VoG, so the within-class z-score is 0
-    np.testing.assert_allclose(scores, 0.0, atol=1e-6)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    with_early = torch.stack([_input_grads_by_loop(models[e], x, y) for e in (1, 5, 10)]).detach()
+    assert not np.allclose(scores, _numpy_vog(with_early.numpy().astype(np.float64), y.numpy(), 3), atol=1e-3)
 
 
 def test_within_class_normalisation():

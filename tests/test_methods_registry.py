@@ -13,7 +13,7 @@ from methods_support import run_cli_in_process, single_thread
 ISSUE_METHODS = {"loss", "confidence", "variability", "correctness", "aum", "forgetting", "iteration_learned",
                  "dataiq_aleatoric", "el2n", "margin_final", "max_logit", "energy", "grand", "vog", "curvature",
                  "tracin_self", "prototypicality", "knn_disagreement", "prediction_depth", "stragglers", "cleanlab",
-                 "holdout", "random"}
+                 "holdout", "random", "el2n_final", "grand_final", "iteration_learned_label"}
 
 
 def test_the_issue_methods_are_all_registered():
@@ -27,6 +27,9 @@ def test_method_is_documented(name):
     assert method.summary and method.family and method.citation
     if name != "random":
         assert any(ch.isdigit() for ch in method.citation), "the citation names a year"
+        doc = method.fn.__doc__
+        assert "Variant" in doc, "the docstring states the variant (and any deviation from the paper)"
+        assert any(str(year) in doc for year in range(2015, 2026)), "the docstring cites the paper"
 
 
 def test_list_details_markdown_names_every_method():

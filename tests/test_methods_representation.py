@@ -4,9 +4,10 @@ import torch
 
 from bench.recipes import Recipe
 from bench.registry import get_method
-from methods.representation import (depth_from_agreement, knn_probe_predictions, neighbours_excluding_self,
-                                    normalised_class_radii, prediction_depths, straggler_scores)
-from methods_support import make_context
+from methods.representation import (depth_from_agreement, knn_disagreement_scores, knn_probe_predictions,
+                                    neighbours_excluding_self, normalised_class_radii, prediction_depths,
+                                    straggler_scores)
+from methods_support import linear_state, make_context
 
 
 class _FeatureCtx:
@@ -33,14 +34,25 @@ def test_neighbours_never_include_the_sample_itself_even_with_duplicates():
     assert set(nbrs[0]) == {1, 2} and set(nbrs[1]) == {0, 2}
 
 
+KNN_POINTS = np.array([0.0, 0.4, 1.05, 0.5, 10.0, 10.3, 10.7])
+KNN_LABELS = np.array([0, 0, 0, 1, 1, 1, 1])
+# the planted sample's two neighbours (0.4, 0.0) are label 0; each label-0 sample has it among its
+# two neighbours; the far cluster agrees with itself
+KNN_EXPECTED = [0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0]
+
+
 def test_knn_disagreement_counts_other_labels_among_neighbours():
     # a tight cluster of label 0 with one sample labelled 1 inside it, and a far cluster of label 1
-    features = np.array([[0.0], [0.4], [1.05], [0.5], [10.0], [10.3], [10.7]])
-    y = np.array([0, 0, 0, 1, 1, 1, 1])
-    scores = np.asarray(get_method("knn_disagreement").fn(_FeatureCtx(features, y, 2), k=2))
-    # the planted sample's two neighbours (0.4, 0.0) are label 0; each label-0 sample has it
-    # among its two neighbours; the far cluster agrees with itself
-    np.testing.assert_allclose(scores, [0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(knn_disagreement_scores(KNN_POINTS[:, None], KNN_LABELS, 2), KNN_EXPECTED)
+
+
+def test_knn_disagreement_method_reads_the_logit_layer():
+    # a linear model z = (x, -x): distances in logit space are sqrt(2) |x_i - x_j|, same neighbours
+    state = linear_state(np.array([[1.0], [-1.0]]), np.zeros(2))
+    ctx = make_context(KNN_POINTS[:, None], KNN_LABELS, 2, checkpoints={1: state},
+                       recipe=Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=1))
+    np.testing.assert_allclose(get_method("knn_disagreement").fn(ctx, k=2), KNN_EXPECTED)
+    assert get_method("knn_disagreement").needs == {"final_model"}
 
 
 def test_knn_probe_excludes_self():
@@ -72,17 +84,33 @@ def test_prediction_depth_on_constructed_layers():
     np.testing.assert_array_equal(depths, [2, 0, 0, 0, 0, 0, 0, 0])
 
 
-def test_prediction_depth_method_runs_on_a_model():
-    torch.manual_seed(0)
-    x = torch.cat([torch.randn(20, 3) - 3, torch.randn(20, 3) + 3])
-    y = torch.cat([torch.zeros(20), torch.ones(20)]).long()
-    w = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
-    state = {"head.weight": w, "head.bias": torch.zeros(2)}
-    ctx = make_context(x, y, 2, checkpoints={1: state}, recipe=Recipe(model="mlp", model_kwargs={"hidden": []},
-                                                                     epochs=1))
-    depth = np.asarray(get_method("prediction_depth").fn(ctx, k=5))
-    # separable clusters, a correct linear model: every probe agrees from the input on
-    np.testing.assert_array_equal(depth, 0)
+def _depth_context(y):
+    """Two input clusters, class 0 at (-3, 0) and class 1 at (3, 0), ten samples each, and a last
+    sample A at (2.5, 3) among class 1 in the input. The hidden layer h = relu(-x1 + 2 x2, x1 - 2 x2)
+    maps class 0 to (3, 0), class 1 to (0, 3) and A to (3.5, 0), among class 0; the head
+    z = (h1 - h2, h2 - h1) predicts class 0 for A."""
+    jitter = np.linspace(-0.2, 0.2, 10)
+    x = np.concatenate([np.stack([-3 + jitter, 0 * jitter], 1), np.stack([3 + jitter, 0 * jitter], 1),
+                        [[2.5, 3.0]]])
+    state = {"blocks.0.1.weight": torch.tensor([[-1.0, 2.0], [1.0, -2.0]]), "blocks.0.1.bias": torch.zeros(2),
+             "head.weight": torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), "head.bias": torch.zeros(2)}
+    recipe = Recipe(model="mlp", model_kwargs={"hidden": [2]}, epochs=1)
+    return make_context(x, y, 2, checkpoints={1: state}, recipe=recipe)
+
+
+def test_prediction_depth_of_a_sample_the_hidden_layer_moves():
+    y = np.array([0] * 10 + [1] * 10 + [0])
+    depth = np.asarray(get_method("prediction_depth").fn(_depth_context(y), k=5))
+    # layer 0 (input): A's 5 neighbours are class 1, the model predicts 0 -> disagree; layer 1
+    # (hidden) and layer 2 (logits): its neighbours are class 0 -> agree. Depth 1; the others 0.
+    np.testing.assert_array_equal(depth, [0] * 20 + [1])
+
+
+def test_prediction_depth_compares_with_the_prediction_not_the_label():
+    # A labelled 1 instead: the network still predicts 0 for it, the probes still vote as before
+    y = np.array([0] * 10 + [1] * 10 + [1])
+    depth = np.asarray(get_method("prediction_depth").fn(_depth_context(y), k=5))
+    np.testing.assert_array_equal(depth, [0] * 20 + [1])
 
 
 def test_normalised_class_radii_by_hand():

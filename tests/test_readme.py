@@ -19,7 +19,7 @@ def test_methods_table_is_the_registry_listing():
         assert main(["list", "--details", "--markdown"]) == 0
     readme = (ROOT / "README.md").read_text()
     assert _block(readme, "methods") == out.getvalue().strip(), \
-        "regenerate with: python -m bench report"
+        "regenerate with: python -m bench report --readme"
 
 
 def test_leaderboard_excerpt_is_the_generated_overview():
@@ -27,4 +27,4 @@ def test_leaderboard_excerpt_is_the_generated_overview():
     overview = (ROOT / "leaderboards" / "README.md").read_text()
     table = "\n".join(line for line in overview.splitlines() if line.startswith("|"))
     assert _block(readme, "leaderboard") == table.replace("](", "](leaderboards/"), \
-        "regenerate with: python -m bench report"
+        "regenerate with: python -m bench report --readme"

@@ -91,7 +91,8 @@ def test_resampling_track(tmp_path):
     engine = _engine(tmp_path, [get_method("aum"), LOSS], **OPTS)
     resampling.run(engine)
     records = list(engine.store.records("digits", "resampling"))
-    assert len(records) == 2 * 2 * 2  # (alpha 0, alpha 1 duplicate) x methods x seeds
+    # (alpha 0, alpha 1 duplicate with hardness, permuted and inverse sizes) x methods x seeds
+    assert len(records) == 4 * 2 * 2
     base = [r for r in records if r["config"]["alpha"] == 0]
     # alpha = 0 trains on the plain train split: the same models (recall) for every method
     assert len({tuple(r["recall"]) for r in base if r["seed"] == 1000}) == 1
@@ -99,7 +100,8 @@ def test_resampling_track(tmp_path):
         assert sum(r["targets"]) == len(engine.dataset.y_train)
         assert r["metrics"]["recall_gap"] == pytest.approx(max(r["recall"]) - min(r["recall"]))
     table = resampling.compare(records)
-    assert ("aum", 1.0, "duplicate") in table and "p_recall_gap" in table[("aum", 1.0, "duplicate")]
+    key = ("aum", 0.0, 1.0, "duplicate", "hardness")  # (method, prune, alpha, filler, assignment)
+    assert key in table and "p_recall_gap" in table[key] and "p_perm_recall_gap" in table[key]
     report = resampling.report(records)
     assert "p(gap)" in report.markdown and "resampling_recall.png" in report.plots
 

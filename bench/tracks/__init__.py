@@ -6,10 +6,11 @@ Adding a track: write a module with those three names and list it in ``TRACKS``.
 from __future__ import annotations
 
 from ..errors import UnknownName
-from . import detection, methods_meta, pathways, resampling, split
+from . import detection, geometry, methods_meta, pathways, reference, resampling, split
 from .base import Report  # noqa: F401  (re-exported for track authors)
 
-TRACKS = {module.NAME: module for module in (detection, split, pathways, resampling, methods_meta)}
+TRACKS = {module.NAME: module for module in (detection, split, pathways, resampling, methods_meta, reference,
+                                              geometry)}
 
 
 def select_tracks(names: str | list[str]) -> list:

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
+from ..protocol import ProtocolTrainer
+from ..recipes import Recipe
+
 
 @dataclass
 class Report:
@@ -60,3 +63,38 @@ def method_grid(methods: list[str], draw, title: str, xlabel: str, ylabel: str, 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def trainer_for(engine, pool, evals: dict, recipe: Recipe | None = None,
+                desc: str = "protocol models") -> ProtocolTrainer:
+    """The protocol trainer of an engine's pool, caching in the store's protocol folder."""
+    recipe = recipe or engine.recipe
+    cache = engine.store.protocol_dir(engine.dataset.key, pool.key, recipe.key())
+    return ProtocolTrainer(recipe, pool.x, pool.y, pool.num_classes, pool.key, evals, cache,
+                           batched=engine.options.get("batched", "auto"), quiet=engine.quiet, desc=desc)
+
+
+def method_scores(engine, pool) -> dict[str, dict]:
+    """Each method's scores on the pool, averaged over the estimation seeds:
+    ``{"scores": oriented (higher = harder), "natural": own units, "higher_is_harder": bool}``.
+    A method that failed on any seed is left out (the engine lists it as failed)."""
+    engine.prepare([(pool, seed) for seed in engine.seeds])
+    per_seed = [engine.scores(pool, seed) for seed in engine.seeds]
+    out = {}
+    for method in engine.methods:
+        results = [r[method.name] for r in per_seed]
+        if all(r.status == "ok" for r in results):
+            out[method.name] = {"scores": np.mean([r.scores for r in results], axis=0),
+                                "natural": np.mean([r.natural for r in results], axis=0),
+                                "higher_is_harder": method.higher_is_harder}
+    return out
+
+
+def protocol_seeds(count: int) -> list[int]:
+    """Protocol-model seeds, disjoint from the estimation seeds 0..S-1."""
+    return [1000 + r for r in range(count)]
+
+
+def track_options(engine, name: str, defaults: dict, profiles: dict) -> dict:
+    """A track's settings: its defaults, then its profile's, then ``engine.options[name]``."""
+    return {**defaults, **profiles.get(engine.options.get("profile"), {}), **engine.options.get(name, {})}

@@ -21,9 +21,9 @@ import numpy as np
 from tabulate import tabulate
 
 from ..metrics import format_ci, mean_ci, top_k
-from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
+from ..protocol import Cell
 from ..resample import largest_remainder
-from .base import Report, group, method_grid, ranks_by
+from .base import Report, group, method_grid, method_scores, protocol_seeds, ranks_by, track_options, trainer_for
 
 NAME = "pathways"
 DEFAULTS = {"q": 0.1, "train_ratio": 0.9, "ratios": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": 3, "split_seed": 0,
@@ -118,7 +118,7 @@ def run(engine) -> None:
     configs = [{"pathway": p, "r": float(r), "q": opts["q"], "train_ratio": opts["train_ratio"]}
                for p in ("E", "H") for r in opts["ratios"]]
     todo = [m.name for m in engine.methods
-            if not all(engine.record_path(NAME, cf, m.name, s).exists() for cf in configs for s in seeds)]
+            if not all(engine.has_record(NAME, cf, m.name, s) for cf in configs for s in seeds)]
     if not todo:
         return
     pool = engine.pool("pooled")

@@ -5,16 +5,46 @@ class, averaged over estimation seeds) gives target class sizes S_c
 (``bench.resample.class_targets``, total kept); undersampled classes keep their
 hardest (or random) samples, oversampled ones are filled by ``duplicate``,
 ``smote`` or ``holdout``. Fresh protocol models train on the resampled set and are
-evaluated by per-class recall on the dataset's test split. α = 0 is no resampling:
-the plain train split, one set of models shared by every method (protocol cache);
+evaluated per class on the dataset's test split. α = 0 is no resampling: the plain
+(or pruned) train split, one set of models shared by every method (protocol cache);
 each method's α = 0 record still uses its own hard classes for ``hard_easy``.
 
-The resampled set is drawn once per (method, α, filler) with ``split_seed``;
+A configuration (the record's ``config``) is ``alpha``, ``filler``, ``keep`` and,
+where not the default, ``assignment`` and ``prune`` (absent = ``hardness`` and 0):
+
+- ``assignment``: which class gets which size. ``hardness`` is S_c itself; the
+  controls ``permuted`` (a seeded random permutation of the sizes) and ``inverse``
+  (sizes in reverse hardness order: easy classes grow) keep the total and the
+  multiset of sizes, separating the effect of class sizes from that of which
+  classes grow (``bench.resample.assign_sizes``).
+- ``prune`` (case study 1): the fraction of the train split removed at random,
+  class-balanced, before resampling (``bench.resample.prune_balanced``); class
+  hardness is then the method's full-pool scores restricted to the kept rows, and
+  ``holdout`` fills classes from their pruned real samples, each at most once
+  (duplicates only where a class's pruned samples run out; the record's
+  ``duplicated`` counts them). α = 0 at a pruning fraction is the pruned subset.
+
+Options (``--option resampling.KEY=VALUE``): ``alphas``, ``fillers``, ``keep``,
+``seeds`` (protocol seeds), ``split_seed``, ``epochs``, ``prune`` (fractions; [] =
+no case study), ``controls`` (assignments run beside ``hardness``; ``none`` for
+none), ``control_alphas`` / ``control_fillers`` / ``control_methods`` (where controls
+run; None = every α > 0 / filler / method).
+
+Metrics per class on the test split, recall and precision (a class never predicted
+has precision 0): mean, gap (max − min), std (over classes, ddof 0), MAD (mean
+absolute deviation from the mean over classes), ``quant_diff`` (mean of the k
+best minus the k worst classes; k = 2 for ≤ 10 classes, C // 10 beyond) and
+``hard_easy`` (mean over the method's easy classes minus over its hard ones; hard:
+S_c at α = 1 above the mean), plus the worst class recall.
+
+The resampled set is drawn once per (method, configuration) with ``split_seed``;
 protocol seeds vary the models. Paired t-tests (scipy ``ttest_rel``) over protocol
-seeds compare each α > 0 configuration with α = 0.
+seeds compare every α > 0 configuration with α = 0 at the same pruning, and
+hardness-based sizes with ``permuted`` ones.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -22,158 +52,448 @@ import numpy as np
 from scipy.stats import ttest_rel
 from tabulate import tabulate
 
+from ..errors import UsageError
 from ..metrics import format_ci
-from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
-from ..resample import class_hardness, class_targets, resample
-from .base import Report, group, method_grid, ranks_by
+from ..protocol import Cell
+from ..resample import (ASSIGNMENTS, FILLERS, Resampled, assign_sizes, class_hardness, class_recall_precision,
+                        class_targets, prune_balanced, resample, spread)
+from .base import Report, method_grid, method_scores, protocol_seeds, ranks_by, track_options, trainer_for
 
 NAME = "resampling"
 DEFAULTS = {"alphas": [0, 1, 3], "fillers": ["duplicate", "smote"], "keep": "hardest", "seeds": 3, "split_seed": 0,
-            "epochs": None}
-PROFILES = {"smoke": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"]}, "default": {"seeds": 3, "epochs": 10},
-            "full": {"seeds": 5}}
-METRICS = ("mean_recall", "recall_gap", "recall_std", "worst_recall", "hard_easy")
+            "epochs": None, "prune": [], "controls": ["permuted", "inverse"], "control_alphas": None,
+            "control_fillers": None, "control_methods": None}
+# A control costs one model per (method, seed); the default profile keeps them to two methods at α = 1
+# (about 12 digits models) so that `python -m bench all` stays quick; `full` runs every control.
+PROFILES = {"smoke": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"], "controls": ["permuted"],
+                      "control_methods": ["aum", "loss"]},
+            "default": {"seeds": 3, "epochs": 10, "control_alphas": [1], "control_fillers": ["duplicate"],
+                        "control_methods": ["aum", "loss"]},
+            "full": {"seeds": 5, "prune": [0.5], "fillers": ["duplicate", "smote", "holdout"]}}
+LISTS = ("alphas", "fillers", "prune", "controls", "control_alphas", "control_fillers", "control_methods")
+RECALL = {"mean": "mean_recall", "gap": "recall_gap", "std": "recall_std", "mad": "recall_mad",
+          "quant_diff": "recall_quant_diff", "hard_easy": "hard_easy"}
+PRECISION = {"mean": "mean_precision", "gap": "precision_gap", "std": "precision_std", "mad": "precision_mad",
+             "quant_diff": "precision_quant_diff", "hard_easy": "precision_hard_easy"}
+METRICS = (*RECALL.values(), "worst_recall", *PRECISION.values())
+HEADS = {"mean": "mean", "gap": "gap", "std": "std", "mad": "MAD", "quant_diff": "q-diff", "hard_easy": "hard−easy"}
+SIGNIFICANT = 0.05
 
+
+# ---- settings ---------------------------------------------------------------------------------------------------
 
 def options(engine) -> dict:
-    return track_options(engine, NAME, DEFAULTS, PROFILES)
+    return normalise(track_options(engine, NAME, DEFAULTS, PROFILES))
 
 
-def recall_metrics(pred: np.ndarray, y: np.ndarray, num_classes: int, hard_classes: np.ndarray) -> tuple[dict, np.ndarray]:
-    counts = np.bincount(y, minlength=num_classes)
-    recall = np.bincount(y, weights=(pred == y), minlength=num_classes) / np.maximum(counts, 1)
-    present = counts > 0
-    rec = recall[present]
-    hard = hard_classes & present
-    easy = ~hard_classes & present
-    hard_easy = float(recall[easy].mean() - recall[hard].mean()) if hard.any() and easy.any() else math.nan
-    return ({"mean_recall": float(rec.mean()), "recall_gap": float(rec.max() - rec.min()),
-             "recall_std": float(rec.std()), "worst_recall": float(rec.min()), "hard_easy": hard_easy}, recall)
-
-
-def configs(opts) -> list[dict]:
-    out = []
-    for alpha in opts["alphas"]:
-        for filler in (["none"] if alpha == 0 else opts["fillers"]):
-            out.append({"alpha": float(alpha), "filler": filler, "keep": opts["keep"]})
+def normalise(opts: dict) -> dict:
+    """Options with every list-valued key as a list (``--option`` gives a scalar for one value;
+    None stays None for the ``control_*`` keys and is [] elsewhere), pruning
+    fractions as floats without 0, and the values checked."""
+    out = dict(opts)
+    for key in LISTS:
+        value = out.get(key)
+        if value is None and key.startswith("control_"):
+            continue
+        out[key] = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    out["prune"] = [float(p) for p in out["prune"] if p]
+    out["controls"] = [a for a in out["controls"] if a != "hardness"]
+    bad = [f for f in out["fillers"] if f not in FILLERS] + [a for a in out["controls"] if a not in ASSIGNMENTS]
+    if bad:
+        raise UsageError(f"unknown resampling filler or control {bad[0]!r}; fillers: {', '.join(FILLERS)}; "
+                         f"controls: {', '.join(ASSIGNMENTS[1:])}")
+    if any(not 0 < p < 1 for p in out["prune"]):
+        raise UsageError(f"resampling.prune fractions must lie in (0, 1), got {out['prune']}")
+    if "holdout" in out["fillers"] and not out["prune"]:
+        raise UsageError("filler 'holdout' fills classes from pruned real samples, so it needs the pruning case "
+                         "study (e.g. --option resampling.prune=0.5); the whole train split has no unused samples")
     return out
+
+
+def setting(config: dict) -> tuple[float, float, str, str]:
+    """(prune, alpha, filler, assignment) of a record's config, with the defaults for absent keys."""
+    return (float(config.get("prune", 0.0)), float(config["alpha"]), config["filler"],
+            config.get("assignment", "hardness"))
+
+
+def configs(opts: dict, method: str | None = None) -> list[dict]:
+    """Every configuration to run (for ``method``, where given): per pruning fraction (0 first),
+    α = 0 once, and each α > 0 with each filler (``holdout`` only where pruned) under
+    ``hardness`` and, where the control options select it, each control assignment."""
+    out = []
+    chosen = method is None or opts["control_methods"] is None or method in opts["control_methods"]
+    controls = opts["controls"] if chosen else []
+    for prune in [0.0, *opts["prune"]]:
+        pruned = {"prune": prune} if prune else {}
+        for alpha in opts["alphas"]:
+            if alpha == 0:
+                out.append({"alpha": 0.0, "filler": "none", "keep": opts["keep"], **pruned})
+                continue
+            for filler in opts["fillers"]:
+                if filler == "holdout" and not prune:
+                    continue
+                controlled = ((opts["control_alphas"] is None or alpha in opts["control_alphas"])
+                              and (opts["control_fillers"] is None or filler in opts["control_fillers"]))
+                for assignment in ["hardness", *(controls if controlled else [])]:
+                    out.append({"alpha": float(alpha), "filler": filler, "keep": opts["keep"], **pruned,
+                                **({"assignment": assignment} if assignment != "hardness" else {})})
+    return out
+
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+
+def class_metrics(pred: np.ndarray, y: np.ndarray, num_classes: int,
+                  hard_classes: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(metrics, recall, precision)``: per-class recall and precision on the test labels ``y`` and
+    the metrics of ``METRICS`` over the classes present in ``y``."""
+    recall, precision = class_recall_precision(pred, y, num_classes)
+    present = np.bincount(y, minlength=num_classes) > 0
+    hard, easy = hard_classes & present, ~hard_classes & present
+    metrics = {"worst_recall": float(recall[present].min())}
+    for names, values in ((RECALL, recall), (PRECISION, precision)):
+        stats = spread(values[present])
+        stats["hard_easy"] = float(values[easy].mean() - values[hard].mean()) if hard.any() and easy.any() else math.nan
+        metrics.update({names[k]: v for k, v in stats.items()})
+    return metrics, recall, precision
+
+
+# ---- run --------------------------------------------------------------------------------------------------------
+
+def _done(engine, config: dict, method: str, seed: int) -> bool:
+    """A record exists and is current: made by the current code where the engine tells
+    (``has_record``), else holding every current metric. Stale records are recomputed;
+    their models come from the protocol cache."""
+    if hasattr(engine, "has_record"):
+        return engine.has_record(NAME, config, method, seed)
+    path = engine.record_path(NAME, config, method, seed)
+    return path.exists() and set(METRICS) <= set(json.loads(path.read_text())["metrics"])
+
+
+def plan(config: dict, s: dict, y: np.ndarray, num_classes: int, split: tuple[np.ndarray, np.ndarray],
+         opts: dict, x_flat: np.ndarray | None) -> dict:
+    """One method's training set for one configuration, from its scores ``s`` and the pruning
+    ``split`` = (kept, pruned) pool rows; plus what the record keeps about it."""
+    kept, pruned = split
+    _, alpha, filler, assignment = setting(config)
+    h = class_hardness(s["natural"][kept], y[kept], num_classes)
+    base = class_targets(h, len(kept), 1.0, s["higher_is_harder"])
+    if alpha == 0:
+        targets = np.bincount(y[kept], minlength=num_classes)
+        res = Resampled(kept, None, None, np.zeros(num_classes, dtype=np.int64))
+    else:
+        targets = assign_sizes(class_targets(h, len(kept), alpha, s["higher_is_harder"]), assignment,
+                               opts["split_seed"])
+        res = resample(y, s["scores"], targets, filler, opts["split_seed"], config["keep"], x_flat, kept, pruned)
+    return {"resampled": res, "targets": targets, "hard_classes": base > base.mean(), "h": h,
+            "higher_is_harder": bool(s["higher_is_harder"])}
 
 
 def run(engine) -> None:
     opts = options(engine)
     seeds = protocol_seeds(opts["seeds"])
-    todo_configs = configs(opts)
-    todo = [m.name for m in engine.methods
-            if not all(engine.record_path(NAME, cf, m.name, s).exists() for cf in todo_configs for s in seeds)]
+    todo = [(m.name, config, seed) for m in engine.methods for config in configs(opts, m.name) for seed in seeds
+            if not _done(engine, config, m.name, seed)]
     if not todo:
         return
-    if "holdout" in opts["fillers"]:
-        raise ValueError("filler 'holdout' needs spare real samples, which the train-split pool does not have; "
-                         "use duplicate or smote")
     pool = engine.pool("train")
     scores = method_scores(engine, pool)
     y = pool.y.cpu().numpy()
     n, c = len(y), pool.num_classes
-    x_flat = pool.x.reshape(n, -1).cpu().numpy() if "smote" in opts["fillers"] else None
-    y_test = engine.dataset.y_test.numpy()
-    cells, meta = [], {}
-    for name in todo:
+    x_flat = pool.x.reshape(n, -1).cpu().numpy() if any(cf["filler"] == "smote" for _, cf, _ in todo) else None
+    splits = {p: prune_balanced(y, p, opts["split_seed"], c) for p in {setting(cf)[0] for _, cf, _ in todo}}
+    plans, cells = {}, []
+    for name, config, seed in todo:
         if name not in scores:
             continue
-        s = scores[name]
-        h = class_hardness(s["natural"], y, c)
-        base_targets = class_targets(h, n, 1.0, s["higher_is_harder"])
-        hard_classes = base_targets > base_targets.mean()
-        for config in todo_configs:
-            if config["alpha"] == 0:
-                rows, ex, ey, targets = np.arange(n), None, None, np.bincount(y, minlength=c)
-            else:
-                targets = class_targets(h, n, config["alpha"], s["higher_is_harder"])
-                rows, ex, ey = resample(y, s["scores"], targets, config["filler"], opts["split_seed"],
-                                        config["keep"], x_flat)
-            key = (name, tuple(sorted(config.items())))
-            meta[key] = {"config": config, "targets": targets, "hard_classes": hard_classes, "h": h}
-            cells += [Cell(rows, seed, ex, ey, tag={"key": key}) for seed in seeds]
+        key = (name, tuple(sorted(config.items())))
+        if key not in plans:
+            plans[key] = plan(config, scores[name], y, c, splits[setting(config)[0]], opts, x_flat)
+        res = plans[key]["resampled"]
+        cells.append(Cell(res.rows, seed, res.extra_x, res.extra_y, tag={"key": key, "config": config}))
     recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
     evals = {"test": engine.dataset.x_test.to(engine.device)}
     trainer = trainer_for(engine, pool, evals, recipe, desc="resampling models")
+    y_test = engine.dataset.y_test.numpy()
     for cell, pred in zip(cells, trainer.predict(cells)):
-        m = meta[cell.tag["key"]]
-        metrics, recall = recall_metrics(pred["test"], y_test, c, m["hard_classes"])
-        engine.write_record(NAME, m["config"], cell.tag["key"][0], cell.seed, metrics, recall=recall,
-                            targets=m["targets"], hard_classes=m["hard_classes"], class_hardness=m["h"],
-                            train_size=cell.size, pool=pool.key, protocol_recipe=recipe.to_dict())
+        p = plans[cell.tag["key"]]
+        metrics, recall, precision = class_metrics(pred["test"], y_test, c, p["hard_classes"])
+        engine.write_record(NAME, cell.tag["config"], cell.tag["key"][0], cell.seed, metrics, recall=recall,
+                            precision=precision, targets=p["targets"], hard_classes=p["hard_classes"],
+                            class_hardness=p["h"], higher_is_harder=p["higher_is_harder"],
+                            duplicated=p["resampled"].duplicated, train_size=cell.size, pool=pool.key,
+                            protocol_recipe=recipe.to_dict())
+
+
+# ---- comparison -------------------------------------------------------------------------------------------------
+
+def _paired(runs: dict, other: dict, prefix: str) -> dict:
+    """``p_<prefix><metric>`` (paired t-test over the seeds both have; NaN with fewer than two
+    seeds or constant differences) and ``delta_<prefix><metric>`` (differences per seed)."""
+    seeds = sorted(set(runs) & set(other))
+    out = {}
+    for k in METRICS:
+        a = np.array([runs[s].get(k, math.nan) for s in seeds], dtype=float)
+        b = np.array([other[s].get(k, math.nan) for s in seeds], dtype=float)
+        d = a - b
+        ok = len(seeds) > 1 and np.isfinite(d).all() and np.ptp(d) > 0
+        out[f"p_{prefix}{k}"] = float(ttest_rel(a, b).pvalue) if ok else math.nan
+        out[f"delta_{prefix}{k}"] = d.tolist()
+    return out
 
 
 def compare(records: list[dict]) -> dict:
-    """Per (method, alpha, filler): metric values over seeds, and the paired t-test p-value
-    against alpha = 0 of the same method on the same seeds."""
-    base = {(r["method"], r["seed"]): r["metrics"] for r in records if r["config"]["alpha"] == 0}
+    """Per (method, prune, alpha, filler, assignment): each metric's values over seeds; for α > 0
+    the paired t-test against α = 0 of the same method and pruning (``p_<metric>``,
+    ``delta_<metric>``), and for hardness-based sizes against ``permuted`` ones where run
+    (``p_perm_<metric>``, ``delta_perm_<metric>``)."""
+    by: dict[tuple, dict] = {}
+    for r in records:
+        by.setdefault((r["method"], *setting(r["config"])), {})[r["seed"]] = r["metrics"]
     out = {}
-    for (method, alpha, filler), rs in group(records, "method", "config.alpha", "config.filler").items():
-        rs = sorted(rs, key=lambda r: r["seed"])
-        entry = {k: [r["metrics"][k] for r in rs] for k in METRICS}
-        paired = [r for r in rs if (method, r["seed"]) in base]
-        for k in METRICS:
-            a = np.array([r["metrics"][k] for r in paired])
-            b = np.array([base[(method, r["seed"])][k] for r in paired])
-            p = ttest_rel(a, b).pvalue if alpha != 0 and len(paired) > 1 and np.ptp(a - b) > 0 else math.nan
-            entry[f"p_{k}"] = float(p)
-            entry[f"delta_{k}"] = (a - b).tolist()
-        out[(method, alpha, filler)] = entry
+    for key, runs in by.items():
+        method, prune, alpha, filler, assignment = key
+        seeds = sorted(runs)
+        entry = {"seeds": seeds, **{k: [runs[s].get(k, math.nan) for s in seeds] for k in METRICS}}
+        if alpha:
+            entry.update(_paired(runs, by.get((method, prune, 0.0, "none", "hardness"), {}), ""))
+            permuted = by.get((method, prune, alpha, filler, "permuted"))
+            if assignment == "hardness" and permuted:
+                entry.update(_paired(runs, permuted, "perm_"))
+        out[key] = entry
     return out
+
+
+def relative_change(table: dict, key: tuple, metric: str) -> float:
+    """100 · mean paired change of ``metric`` against α = 0 / mean of α = 0 (NaN where undefined)."""
+    base = table.get((key[0], key[1], 0.0, "none", "hardness"))
+    deltas = table.get(key, {}).get(f"delta_{metric}", [])
+    if not base or not deltas:
+        return math.nan
+    ref = float(np.nanmean(base[metric]))
+    return 100 * float(np.mean(deltas)) / ref if ref else math.nan
+
+
+def _reduction(table: dict) -> tuple[dict, float | None]:
+    """Each method's relative recall-gap reduction (%) under hardness-based sizes without pruning,
+    at the smallest α > 0, mean over fillers; and that α."""
+    alphas = sorted({k[2] for k in table if k[2] > 0 and k[1] == 0 and k[4] == "hardness"})
+    if not alphas:
+        return {}, None
+    per: dict[str, list] = {}
+    for key in table:
+        if key[1] == 0 and key[2] == alphas[0] and key[4] == "hardness":
+            per.setdefault(key[0], []).append(-relative_change(table, key, "recall_gap"))
+    return {m: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for m, v in per.items()}, alphas[0]
+
+
+# ---- report -----------------------------------------------------------------------------------------------------
+
+def _p(entry: dict, name: str) -> str:
+    value = entry.get(f"p_{name}", math.nan)
+    return "–" if math.isnan(value) else f"{value:.3f}"
+
+
+def _ci(entry: dict, name: str) -> str:
+    return format_ci(entry[name], 1, 100)
+
+
+def _label(key: tuple) -> list:
+    method, prune, alpha, filler, assignment = key
+    return [method, f"{100 * prune:g}%" if prune else "–", f"{alpha:g}", filler, assignment if alpha else "–"]
+
+
+def _metric_table(table: dict, order: list, names: dict, extra: tuple = (), ranks: dict | None = None) -> str:
+    rows, heads = [], ["method", "pruned", "α", "filler", "sizes"]
+    for key in order:
+        e = table[key]
+        row = _label(key)
+        for name in [*names.values(), *extra]:
+            row += [_ci(e, name), _p(e, name)]
+        if ranks is not None:
+            row.append(f"{ranks[key[0]]:.1f}" if key[0] in ranks else "–")
+        rows.append(row + [len(e["seeds"])])
+    for stat in [*names, *extra]:
+        head = HEADS.get(stat, stat.replace("_recall", ""))
+        heads += [head, f"p({head})"]
+    heads += (["rank"] if ranks is not None else []) + ["seeds"]
+    return tabulate(rows, headers=heads, tablefmt="github")
+
+
+def _controls_table(table: dict, methods: list[str]) -> str:
+    rows = []
+    for key in sorted(k for k in table if k[4] == "hardness" and k[2] > 0):
+        if key[0] not in methods:
+            continue
+        controls = {a: table.get((*key[:4], a)) for a in ("permuted", "inverse")}
+        if not any(controls.values()):
+            continue
+        e, base = table[key], table.get((key[0], key[1], 0.0, "none", "hardness"), {})
+        gap = {a: _ci(c, "recall_gap") if c else "–" for a, c in controls.items()}
+        p0 = {a: _p(c, "recall_gap") if c else "–" for a, c in controls.items()}
+        rows.append([*_label(key)[:4], _ci(base, "recall_gap") if base else "–", _ci(e, "recall_gap"),
+                     gap["permuted"], gap["inverse"], _p(e, "recall_gap"), _p(e, "perm_recall_gap"),
+                     p0["permuted"], p0["inverse"], _ci(e, "hard_easy"),
+                     _ci(controls["permuted"], "hard_easy") if controls["permuted"] else "–"])
+    rows.sort(key=lambda r: methods.index(r[0]))
+    return tabulate(rows, headers=["method", "pruned", "α", "filler", "gap α=0", "gap hardness", "gap permuted",
+                                   "gap inverse", "p(hard. vs α=0)", "p(hard. vs perm.)", "p(perm. vs α=0)",
+                                   "p(inv. vs α=0)", "h−e hardness", "h−e permuted"], tablefmt="github")
+
+
+def _pruning_table(table: dict, records: list[dict], order: list) -> str:
+    info: dict[tuple, dict] = {}
+    for r in records:
+        info.setdefault((r["method"], *setting(r["config"])), {"size": r.get("train_size"),
+                                                                "dup": int(np.sum(r.get("duplicated", [0])))})
+    rows = []
+    for key in order:
+        if key[1] == 0 and key[2] != 0:
+            continue
+        e, i = table[key], info[key]
+        rows.append([*_label(key), i["size"], _ci(e, "mean_recall"), _p(e, "mean_recall"), _ci(e, "recall_gap"),
+                     _p(e, "recall_gap"), _ci(e, "precision_gap"), _p(e, "precision_gap"),
+                     i["dup"] if key[3] == "holdout" else "–"])
+    return tabulate(rows, headers=["method", "pruned", "α", "filler", "sizes", "train size", "mean recall", "p",
+                                   "recall gap", "p", "precision gap", "p", "holdout duplicates"], tablefmt="github")
+
+
+def _change(table: dict, methods: list[str], setting_: tuple, metric: str, prefix: str = "") -> str:
+    """How a configuration moves ``metric`` against α = 0, in words: one method's relative change
+    and p-value, or the median over methods with the count of significant ones."""
+    pairs = [(relative_change(table, (m, *setting_), metric), table[(m, *setting_)].get(f"p_{metric}", math.nan))
+             for m in methods if (m, *setting_) in table]
+    pairs = [(r, p) for r, p in pairs if np.isfinite(r)]
+    if not pairs:
+        return "an undefined amount (no α = 0 reference)"
+    rel = np.array([r for r, _ in pairs])
+    p = np.array([q for _, q in pairs])
+    if len(pairs) == 1:
+        return f"{rel[0]:+.1f}% (p = {'–' if math.isnan(p[0]) else f'{p[0]:.3f}'})"
+    return (f"a median {np.median(rel):+.1f}% over {len(rel)} methods (range {rel.min():+.1f}% to "
+            f"{rel.max():+.1f}%; p < {SIGNIFICANT} for {int(np.sum(p < SIGNIFICANT))} of {len(rel)})")
+
+
+def _points(table: dict, methods: list[str], setting_: tuple, metric: str) -> str:
+    deltas = [100 * np.mean(table[(m, *setting_)][f"delta_{metric}"]) for m in methods
+              if (m, *setting_) in table and table[(m, *setting_)].get(f"delta_{metric}")]
+    return "–" if not deltas else f"{np.median(deltas):+.1f} points"
+
+
+def _mean_of(table: dict, methods: list[str], setting_: tuple, metric: str) -> float:
+    values = [np.nanmean(table[(m, *setting_)][metric]) for m in methods if (m, *setting_) in table]
+    return 100 * float(np.median(values)) if values else math.nan
+
+
+def findings(table: dict, records: list[dict], methods: list[str]) -> str:
+    """The "what we found" paragraph, every number taken from ``table``."""
+    alphas = sorted({k[2] for k in table if k[2] > 0 and k[1] == 0 and k[4] == "hardness"})
+    if not alphas:
+        return "No α > 0 configuration without pruning has results yet."
+    alpha = 1.0 if 1.0 in alphas else alphas[0]
+    fillers = sorted({k[3] for k in table if k[1] == 0 and k[2] == alpha and k[4] == "hardness"})
+    filler = "duplicate" if "duplicate" in fillers else fillers[0]
+    head = (0.0, alpha, filler)
+    text = [f"Hardness-based resampling at α = {alpha:g} ({filler}) changes the recall gap by "
+            f"{_change(table, methods, (*head, 'hardness'), 'recall_gap')}"]
+    for control in ("permuted", "inverse"):
+        if any((m, *head, control) in table for m in methods):
+            text.append(f"; the {control} control by {_change(table, methods, (*head, control), 'recall_gap')}")
+    text.append(f". Under hardness-based sizes the precision gap changes by "
+                f"{_change(table, methods, (*head, 'hardness'), 'precision_gap')} and mean recall by "
+                f"{_points(table, methods, (*head, 'hardness'), 'mean_recall')} (median).")
+    paired = [table[(m, *head, "hardness")] for m in methods
+              if (m, *head, "hardness") in table and table[(m, *head, "hardness")].get("delta_perm_recall_gap")]
+    if paired:
+        smaller = sum(np.mean(e["delta_perm_recall_gap"]) < 0 for e in paired)
+        significant = sum(np.mean(e["delta_perm_recall_gap"]) < 0 and e["p_perm_recall_gap"] < SIGNIFICANT
+                          for e in paired)
+        text.append(f" Hardness-based sizes give a smaller recall gap than the same sizes permuted for {smaller} of "
+                    f"{len(paired)} methods ({significant} with p < {SIGNIFICANT}).")
+    if alphas[-1] > alpha:
+        top = (0.0, alphas[-1], filler, "hardness")
+        text.append(f" At α = {alphas[-1]:g} ({filler}) mean recall changes by "
+                    f"{_points(table, methods, top, 'mean_recall')} and the recall gap by "
+                    f"{_change(table, methods, top, 'recall_gap')}.")
+    for prune in sorted({k[1] for k in table if k[1] > 0}):
+        text.append(_pruning_finding(table, records, methods, prune, alpha))
+    return "".join(text)
+
+
+def _pruning_finding(table: dict, records: list[dict], methods: list[str], prune: float, alpha: float) -> str:
+    full, pruned = (0.0, 0.0, "none", "hardness"), (prune, 0.0, "none", "hardness")
+    mean = {k: _mean_of(table, methods, k, "mean_recall") for k in (full, pruned)}
+    gap = {k: _mean_of(table, methods, k, "recall_gap") for k in (full, pruned)}
+    text = (f" Pruning {100 * prune:g}% of the train split (random, class-balanced) moves mean recall from "
+            f"{mean[full]:.1f}% to {mean[pruned]:.1f}% and the recall gap from {gap[full]:.1f} to {gap[pruned]:.1f} "
+            f"points; resampling the kept set at α = {alpha:g} changes the gap by ")
+    fillers = sorted({k[3] for k in table if k[1] == prune and k[2] == alpha and k[4] == "hardness"})
+    parts = [f"{_change(table, methods, (prune, alpha, f, 'hardness'), 'recall_gap')} with {f}" for f in fillers]
+    dup = {(int(np.sum(r.get("duplicated", [0]))), r["config"]["alpha"]) for r in records
+           if r["config"].get("prune") == prune and r["config"]["filler"] == "holdout"}
+    most, at = max(dup, default=(0, 0.0))
+    note = (f"; the holdout filler needed up to {most} duplicates (at α = {at:g}) where a class's pruned samples "
+            "ran out" if most else "; the holdout filler never ran out of pruned samples" if dup else "")
+    return text + ("; ".join(parts) or "nothing (no α > 0 run)") + note + "."
 
 
 def report(records: list[dict]) -> Report:
     table = compare(records)
-    # rank: relative reduction of the recall gap at the smallest alpha > 0, averaged over fillers
-    reduction = {}
-    alphas = sorted({a for (_, a, _) in table if a > 0})
-    for (method, alpha, filler), e in table.items():
-        if alphas and alpha == alphas[0]:
-            base_gap = np.mean(table[(method, 0.0, "none")]["recall_gap"]) if (method, 0.0, "none") in table else math.nan
-            reduction.setdefault(method, []).append(-np.mean(e["delta_recall_gap"]) / base_gap if base_gap else math.nan)
-    reduction = {m: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for m, v in reduction.items()}
+    reduction, alpha0 = _reduction(table)
     ranks = ranks_by({m: (v if np.isfinite(v) else -np.inf) for m, v in reduction.items()}) if reduction else {}
-    rows = []
-    order = sorted(table, key=lambda k: (-(reduction.get(k[0], -np.inf) if np.isfinite(reduction.get(k[0], np.nan))
-                                            else -np.inf), k[0], k[1], k[2]))
-    for key in order:
-        method, alpha, filler = key
-        e = table[key]
-        p = lambda k: "–" if math.isnan(e[f"p_{k}"]) else f"{e[f'p_{k}']:.3f}"  # noqa: E731
-        rows.append([method, f"{alpha:g}", filler, format_ci(e["mean_recall"], 1, 100),
-                     format_ci(e["recall_gap"], 1, 100), p("recall_gap"), format_ci(e["recall_std"], 1, 100),
-                     format_ci(e["worst_recall"], 1, 100), p("worst_recall"), format_ci(e["hard_easy"], 1, 100),
-                     p("hard_easy"), f"{ranks[method]:.1f}" if method in ranks else "–", len(e["recall_gap"])])
+    methods = sorted({k[0] for k in table}, key=lambda m: (ranks.get(m, math.inf), m))
+    order = sorted(table, key=lambda k: (methods.index(k[0]), k[1], k[2], k[3], ASSIGNMENTS.index(k[4])))
     keep = sorted({r["config"]["keep"] for r in records})
-    text = ("Per-class recall (%) on the test split after resampling the training set by class hardness "
-            f"(undersampled classes keep their {'/'.join(keep)} samples). α = 0 is the plain training set "
-            "(the same models for every method). **gap** = max − min class recall, **std** over classes, **worst** "
-            "class recall, **hard−easy** = mean recall of the method's easy classes − of its hard classes "
-            "(hard: target size above the mean). p: paired t-test (scipy `ttest_rel`) over protocol seeds against "
-            f"α = 0. Methods are ranked by the relative recall-gap reduction at α = {alphas[0] if alphas else '–'} "
-            "(mean over fillers; larger = better). Means ± 95% CI over protocol seeds.\n\n"
-            + tabulate(rows, headers=["method", "α", "filler", "mean recall", "gap", "p(gap)", "std", "worst",
-                                      "p(worst)", "hard−easy", "p(h−e)", "rank", "seeds"], tablefmt="github"))
-    return Report(text, ranks, {"resampling_recall.png": _plot(records)})
+    sections = [
+        "Per-class recall and precision (%) on the test split after resampling the training set by class hardness "
+        f"(undersampled classes keep their {'/'.join(keep)} samples). α = 0 is the plain (or pruned) training set, "
+        "the same models for every method. **sizes**: `hardness` = S_c from the method's class hardness; controls "
+        "with the same total and the same multiset of sizes: `permuted` (a seeded random permutation) and `inverse` "
+        "(reverse hardness order). **gap** = max − min over classes, **std** over classes, **MAD** = mean absolute "
+        "deviation from the mean over classes, **q-diff** = mean of the top k minus the bottom k classes "
+        "(k = 2 for ≤ 10 classes, C // 10 beyond), **worst** class recall, **hard−easy** = mean over the method's "
+        "easy classes − over its hard classes (hard: α = 1 target size above the mean). p: paired t-test (scipy "
+        "`ttest_rel`) over protocol seeds against α = 0 at the same pruning. Methods are ranked by the relative "
+        f"recall-gap reduction at α = {'–' if alpha0 is None else f'{alpha0:g}'} without pruning (hardness sizes, "
+        "mean over fillers; larger = better). Means ± 95% CI over protocol seeds.",
+        "**What we found.** " + findings(table, records, methods),
+        "### Recall\n\n" + _metric_table(table, order, RECALL, ("worst_recall",), ranks),
+        "### Precision\n\n" + _metric_table(table, order, PRECISION),
+    ]
+    controls = _controls_table(table, methods)
+    if any(k[4] != "hardness" for k in table):
+        sections.append("### Controls: size vs hardness\n\nRecall gap (%) under hardness-based sizes and under the "
+                        "same sizes permuted or inverted (same filler); p: paired t-tests over protocol seeds.\n\n"
+                        + controls)
+    if any(k[1] > 0 for k in table):
+        sections.append("### Case study 1: pruning, then resampling\n\nThe train split pruned at random, "
+                        "class-balanced; α = 0 is the pruned set itself, and p compares with it. `holdout` refills "
+                        "from the class's pruned real samples, each at most once; **holdout duplicates** counts the "
+                        "samples it had to duplicate because a class's pruned samples ran out.\n\n"
+                        + _pruning_table(table, records, order))
+    return Report("\n\n".join(sections), ranks, {"resampling_recall.png": _plot(records, table, methods)})
 
 
-def _plot(records):
-    configs_ = sorted({(r["config"]["alpha"], r["config"]["filler"]) for r in records})
-    width = 0.8 / len(configs_)
+def _class_curve(records: list[dict], method: str, key: tuple) -> tuple[np.ndarray, np.ndarray] | None:
+    """(oriented class hardness, mean per-class recall over seeds) of one configuration, sorted by hardness."""
+    rs = [r for r in records if r["method"] == method and setting(r["config"]) == key]
+    if not rs:
+        return None
+    h = np.asarray(rs[0]["class_hardness"], dtype=float) * (1 if rs[0].get("higher_is_harder", True) else -1)
+    recall = 100 * np.mean([r["recall"] for r in rs], axis=0)
+    order = np.argsort(h)
+    return h[order], recall[order]
 
+
+def _plot(records: list[dict], table: dict, methods: list[str]):
     def draw(ax, method):
-        for i, (alpha, filler) in enumerate(configs_):
-            rs = [r for r in records if r["method"] == method and r["config"]["alpha"] == alpha
-                  and r["config"]["filler"] == filler]
-            if not rs:
-                continue
-            recall = 100 * np.mean([r["recall"] for r in rs], axis=0)
-            ax.bar(np.arange(len(recall)) + (i - (len(configs_) - 1) / 2) * width, recall, width,
-                   label=f"α={alpha:g} {filler}" if alpha else "α=0 (before)")
-        ax.set_ylim(bottom=max(0, ax.get_ylim()[0]))
+        candidates = [k for k in table if k[0] == method and k[1] == 0 and k[2] > 0 and k[4] == "hardness"]
+        best = min(candidates, key=lambda k: np.nanmean(table[k]["recall_gap"]), default=None)
+        for key, label, style in (((0.0, 0.0, "none", "hardness"), "α=0", "o-"),
+                                  (best and best[1:], best and f"best: α={best[2]:g} {best[3]}", "s--")):
+            curve = _class_curve(records, method, key) if key else None
+            if curve is not None:
+                ax.plot(*curve, style, markersize=3, label=label)
+        ax.legend(fontsize=6)
 
-    return method_grid(sorted({r["method"] for r in records}), draw,
-                       "per-class recall before (α = 0) and after resampling", "class", "test recall %",
-                       panel_width=3.4)
+    return method_grid(methods, draw, "per-class test recall against class hardness: α = 0 and the best α",
+                       "class hardness (right = harder)", "test recall %", panel_width=3.4)

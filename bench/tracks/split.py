@@ -23,8 +23,8 @@ from sklearn.model_selection import train_test_split
 from tabulate import tabulate
 
 from ..metrics import format_ci, mean_ci, top_k
-from ..protocol import Cell, method_scores, protocol_seeds, track_options, trainer_for
-from .base import Report, group, ranks_by
+from ..protocol import Cell
+from .base import Report, group, method_scores, protocol_seeds, ranks_by, track_options, trainer_for
 
 NAME = "split"
 DEFAULTS = {"test": 0.2, "q": 0.1, "seeds": 3, "split_seed": 0, "epochs": None}
@@ -45,7 +45,7 @@ def run(engine) -> None:
     config = {"test": opts["test"], "q": opts["q"]}
     seeds = protocol_seeds(opts["seeds"])
     todo = [m.name for m in engine.methods
-            if not all(engine.record_path(NAME, config, m.name, s).exists() for s in seeds)]
+            if not all(engine.has_record(NAME, config, m.name, s) for s in seeds)]
     if not todo:
         return
     pool = engine.pool("pooled")

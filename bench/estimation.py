@@ -1,0 +1,258 @@
+"""Estimation: the pools hardness is estimated on, and the cached training runs on them.
+
+Training is the only expensive step, so it is cached in the results store and
+shared by every method. Per (pool, recipe, seed) there are three independent
+parts, each trained once, each a unit of work an executor may run anywhere:
+
+- ``run``: the estimation run, with dynamics recorded and checkpoints kept;
+- ``folds``: K-fold cross-fitting, ``recipe.fold_repeats`` partitions, no recording;
+- ``early``: ``recipe.early_runs`` short runs from fresh initialisations to the early epoch.
+
+A part's ``meta.json`` holds the fingerprint of the code that trained it; a part
+made by other code is trained again (see ``bench.fingerprint``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from . import store as st
+from .context import EstimationRun, FoldPredictions, Pool
+from .data import SPLIT_SEED, Dataset
+from .dynamics import Dynamics
+from .fingerprint import estimation_fingerprint
+from .inject import PlantingSources, plant
+from .recipes import Recipe
+from .registry import MethodFailed
+from .timing import device_name, timed
+from .train import predict_logits, train
+
+#: the needs that the estimation run itself provides
+RUN_NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features"})
+PARTS = ("run", "folds", "early")
+
+
+def parts_for(needs) -> list[str]:
+    """The training parts a set of needs requires."""
+    needs = frozenset(needs)
+    return [p for p, wanted in (("run", needs & RUN_NEEDS), ("folds", "folds" in needs),
+                                ("early", "early_runs" in needs)) if wanted]
+
+
+def derived_seed(*parts: int) -> int:
+    """A 31-bit seed derived from integers with ``np.random.SeedSequence``: distinct inputs
+    give independent seeds, with no arithmetic that could make two of them collide."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
+
+
+FOLD_STREAM, EARLY_STREAM = 0xF01D, 0xEA21  # tags that keep the derived seed streams apart
+
+
+@dataclass
+class Estimator:
+    dataset: Dataset
+    recipe: Recipe
+    device: torch.device
+    store: st.Store
+    pool_size: int | None = None
+    sources: PlantingSources | None = None  # what some planters need (far-ood images, a confusion matrix)
+
+    def __post_init__(self):
+        if self.sources is not None and self.sources.confusion is None and self.dataset.x_train.ndim > 2:
+            # label-pair on images follows a clean model's confusions; vectors use a fixed permutation
+            self.sources = replace(self.sources, confusion=self.clean_confusion)
+
+    # ---- pools ------------------------------------------------------------------
+    def pool(self, kind: str = "train", planting: tuple[str, float] | None = None, seed: int = 0) -> Pool:
+        """``train``: the train split; ``pooled``: train + test merged. With a planting
+        (type, rate), the train split corrupted with that seed. ``pool_size``
+        (``--pool-size``) keeps a stratified random subset of that many samples of an
+        unplanted pool (fixed seed; the key says so, e.g. ``pooled-20000``)."""
+        spec = (kind, planting, seed if planting else 0)
+        if kind == "pooled":
+            x, y = self.dataset.pooled()
+            return self._sized(Pool("pooled", x.to(self.device), y.to(self.device), self.dataset.num_classes,
+                                    spec=spec))
+        if kind != "train":
+            raise ValueError(f"unknown pool kind {kind!r}; valid: train, pooled")
+        x, y = self.dataset.x_train, self.dataset.y_train
+        if planting is None:
+            return self._sized(Pool("train", x.to(self.device), y.to(self.device), self.dataset.num_classes,
+                                    spec=spec))
+        kind_name, rate = planting
+        planted = plant(kind_name, x, y, self.dataset.num_classes, rate, seed, self.sources)
+        return Pool(f"{kind_name}-{rate}-s{seed}", planted.x.to(self.device), planted.y.to(self.device),
+                    self.dataset.num_classes, planted.mask, spec)
+
+    def _sized(self, pool: Pool) -> Pool:
+        if not self.pool_size or self.pool_size >= len(pool):
+            return pool
+        keep, _ = train_test_split(np.arange(len(pool)), train_size=self.pool_size, stratify=pool.y.cpu().numpy(),
+                                   random_state=SPLIT_SEED)
+        keep = torch.as_tensor(np.sort(keep), device=pool.x.device)
+        return Pool(f"{pool.key}-{self.pool_size}", pool.x[keep], pool.y[keep], pool.num_classes, spec=pool.spec)
+
+    def clean_confusion(self) -> np.ndarray:
+        """(C, C) out-of-sample confusion counts (rows: label, columns: prediction) of the
+        K-fold models on the clean train split (seed 0, first partition): the cached
+        ``folds`` part of that pool, so the K-fold methods' models serve here too."""
+        pool = self.pool("train")
+        self.ensure(pool, 0, {"folds"})
+        probs = st.read_npz(self.folder(pool, 0, "folds") / "folds.npz")["probs"][0]
+        c = pool.num_classes
+        return np.bincount(pool.y.cpu().numpy() * c + probs.argmax(1), minlength=c * c).reshape(c, c)
+
+    # ---- the cache ----------------------------------------------------------------
+    def folder(self, pool: Pool, seed: int, part: str) -> Path:
+        return self.store.estimation_dir(self.dataset.key, pool.key, self.recipe.key(), seed,
+                                         "" if part == "run" else part)
+
+    def _meta(self, pool: Pool, seed: int, part: str) -> dict | None:
+        """The part's metadata if it is cached and was made by the current code."""
+        path = self.folder(pool, seed, part) / "meta.json"
+        if not path.exists():
+            return None
+        meta = st.read_json(path)
+        return meta if meta.get("fingerprint") == estimation_fingerprint() else None
+
+    def is_ready(self, pool: Pool, seed: int, part: str, with_eval: bool = False) -> bool:
+        meta = self._meta(pool, seed, part)
+        return meta is not None and (part != "run" or meta["eval_dynamics"] or not with_eval)
+
+    def training_seconds(self, pool: Pool, seed: int, part: str) -> float:
+        meta = self._meta(pool, seed, part)
+        return meta["train_seconds"] if meta else 0.0
+
+    def _write_meta(self, pool: Pool, seed: int, part: str, seconds: float, **extra) -> None:
+        st.write_json(self.folder(pool, seed, part) / "meta.json", {
+            "train_seconds": seconds, "device": device_name(self.device), "fingerprint": estimation_fingerprint(),
+            "recipe": self.recipe.to_dict(), **extra})
+
+    # ---- training -----------------------------------------------------------------
+    def ensure(self, pool: Pool, seed: int, needs) -> None:
+        """Train every part ``needs`` requires that is not cached yet. A K-fold part that
+        cannot be built (a class too small) is left out: the methods that need it fail."""
+        needs = frozenset(needs)
+        for part in parts_for(needs):
+            if self.is_ready(pool, seed, part, "eval_dynamics" in needs):
+                continue
+            try:
+                self.train_part(pool, seed, part, with_eval="eval_dynamics" in needs)
+            except MethodFailed:
+                if part != "folds":
+                    raise
+
+    def train_part(self, pool: Pool, seed: int, part: str, with_eval: bool = False) -> None:
+        {"run": self._train_run, "folds": self._train_folds, "early": self._train_early}[part](pool, seed, with_eval)
+
+    def _train_run(self, pool: Pool, seed: int, with_eval: bool) -> None:
+        folder = self.folder(pool, seed, "run")
+        with timed(self.device) as clock:
+            result = train(self.recipe, pool.x, pool.y, pool.num_classes, seed, record=True,
+                           eval_every_epoch=with_eval, checkpoint_epochs=self.recipe.checkpoint_epochs())
+        arrays = result.dynamics.to_arrays()
+        if result.eval_dynamics is not None:
+            arrays.update(result.eval_dynamics.to_arrays("eval_"))
+        st.write_npz(folder / "dynamics.npz", lrs=result.lrs, **arrays)
+        st.atomic_write(folder / "checkpoints.pt", lambda tmp: torch.save(result.checkpoints, tmp))
+        train_accuracy = float(result.dynamics.correct[:, -1].mean())
+        self._write_meta(pool, seed, "run", clock.seconds, eval_dynamics=with_eval,
+                         final_train_accuracy=train_accuracy, test_accuracy=self._test_accuracy(result.model))
+
+    def _test_accuracy(self, model) -> float | None:
+        """Accuracy on the dataset's test split (clean labels): shows an underfit recipe."""
+        if len(self.dataset.y_test) == 0:
+            return None
+        pred = predict_logits(model, self.dataset.x_test.to(self.device)).argmax(1).cpu()
+        return float((pred == self.dataset.y_test).float().mean())
+
+    def _train_folds(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
+        """K-fold cross-fitting, ``recipe.fold_repeats`` times: every sample's probabilities
+        come from a model that never trained on it. Fold models record nothing."""
+        y = pool.y.cpu().numpy()
+        smallest = int(np.bincount(y, minlength=pool.num_classes).min())
+        k = min(self.recipe.folds, smallest)
+        if k < 2:
+            raise MethodFailed(f"K-fold needs at least 2 samples per class; the smallest class has {smallest}")
+        repeats = self.recipe.fold_repeats
+        probs = np.zeros((repeats, len(y), pool.num_classes), dtype=np.float32)
+        fold = np.zeros((repeats, len(y)), dtype=np.int64)
+        fold_recipe = replace(self.recipe, checkpoints=1, epochs=self.recipe.fold_epochs or self.recipe.epochs)
+        with timed(self.device) as clock:
+            for r in range(repeats):
+                splitter = StratifiedKFold(k, shuffle=True, random_state=derived_seed(FOLD_STREAM, seed, r))
+                for f, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
+                    train_idx = torch.as_tensor(train_idx, device=pool.x.device)
+                    held_idx_t = torch.as_tensor(held_idx, device=pool.x.device)
+                    model = train(fold_recipe, pool.x[train_idx], pool.y[train_idx], pool.num_classes,
+                                  seed=derived_seed(FOLD_STREAM, seed, r, f), record=False).model
+                    probs[r, held_idx] = torch.softmax(predict_logits(model, pool.x[held_idx_t]).float(), 1).cpu().numpy()
+                    fold[r, held_idx] = f
+        folder = self.folder(pool, seed, "folds")
+        st.write_npz(folder / "folds.npz", probs=probs, fold=fold)
+        self._write_meta(pool, seed, "folds", clock.seconds, k=k)
+
+    def _train_early(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
+        """``recipe.early_runs`` runs from fresh seeds, each stopped after the early epoch
+        with the learning rate it would have had in a full run."""
+        states = []
+        with timed(self.device) as clock:
+            for k in range(self.recipe.early_runs):
+                result = train(self.recipe, pool.x, pool.y, pool.num_classes, derived_seed(EARLY_STREAM, seed, k),
+                               record=False, stop_after=self.recipe.early_epoch)
+                states.append({k: v.detach().to("cpu", copy=True) for k, v in result.model.state_dict().items()})
+        folder = self.folder(pool, seed, "early")
+        st.atomic_write(folder / "early.pt", lambda tmp: torch.save(states, tmp))
+        self._write_meta(pool, seed, "early", clock.seconds, runs=len(states), epoch=self.recipe.early_epoch)
+
+    # ---- reading ------------------------------------------------------------------
+    def run(self, pool: Pool, seed: int) -> EstimationRun:
+        """The estimation run of one seed, its parts read lazily from the cache (trained
+        first where missing)."""
+        def arrays():
+            self.ensure(pool, seed, {"dynamics"})
+            return st.read_npz(self.folder(pool, seed, "run") / "dynamics.npz")
+
+        cache: dict = {}
+
+        def dynamics_arrays():
+            if "arrays" not in cache:
+                cache["arrays"] = arrays()
+            return cache["arrays"]
+
+        def eval_dynamics():
+            self.ensure(pool, seed, {"eval_dynamics"})
+            cache.pop("arrays", None)
+            return Dynamics.from_arrays(dynamics_arrays(), "eval_")
+
+        def checkpoints():
+            self.ensure(pool, seed, {"checkpoints"})
+            return torch.load(self.folder(pool, seed, "run") / "checkpoints.pt", map_location=self.device,
+                              weights_only=True)
+
+        def folds():
+            self.ensure(pool, seed, {"folds"})
+            path = self.folder(pool, seed, "folds") / "folds.npz"
+            if not path.exists():  # ensure() could not build them; say why
+                self._train_folds(pool, seed)
+            data = st.read_npz(path)
+            return FoldPredictions(data["probs"], data["fold"])
+
+        def early_runs():
+            self.ensure(pool, seed, {"early_runs"})
+            return torch.load(self.folder(pool, seed, "early") / "early.pt", map_location=self.device,
+                              weights_only=True)
+
+        loaders = {"dynamics": lambda: Dynamics.from_arrays(dynamics_arrays()), "eval_dynamics": eval_dynamics,
+                   "lrs": lambda: dynamics_arrays()["lrs"], "checkpoints": checkpoints, "folds": folds,
+                   "early_runs": early_runs}
+        return EstimationRun(pool, seed, self.recipe, self.device, loaders)
+
+    def quality(self, pool: Pool, seed: int) -> dict:
+        """Clean test accuracy and final training accuracy of the estimation run, if trained."""
+        meta = self._meta(pool, seed, "run") or {}
+        return {k: meta.get(k) for k in ("test_accuracy", "final_train_accuracy")}

@@ -1,0 +1,359 @@
+"""Track G: exact geometry of ReLU networks on 2-D data as hardness ground truth
+(PROTOCOL.md, "Track G"; SkelEx / BoundEx, Pukowski & Lu 2023).
+
+On a dataset of 2-D points (``moons``, ``spirals``, ``spirals3``, ``blobs2d``, an npz of
+2-D points) the estimation network of seed s, a ReLU MLP, is piecewise affine; its linear
+regions and decision boundary are extracted exactly (``bench.geometry``) over the pool's
+bounding box grown by ``margin`` of its size on each side. The ground-truth hardness of a
+pool sample is
+
+    h_i = -d_i,  d_i = the sample's Euclidean distance to the decision boundary,
+                 signed + when the network classifies the sample correctly, - when not,
+
+so misclassified samples far from the boundary are hardest and correctly classified
+samples far from it easiest. Each method's oriented scores (higher = harder) of seed s are
+compared with the ground truth of the network of the same seed:
+
+- ``spearman``: Spearman rank correlation with h (positive = agrees);
+- ``auprc``: AUPRC of the scores for the ground truth's hardest ``q`` (default 10%: the
+  ceil(q N) highest h, ties in a seeded random order; sklearn ``average_precision_score``);
+  ``baseline`` is the positives' share (≈ q).
+
+The pool is the train pool (``--pool-size`` aware), in the network's (normalised) input
+space. Every record carries the seed's geometry facts (``geometry``: regions, regions per
+hidden layer, boundary segments and length, misclassified share, the share of samples
+whose distance is certified global, extraction seconds); seed 0's records carry the
+method's hard set (``hard_set``: pool indices), and one seed-0 record per run (``random``'s
+where it ran) the ``drawing`` the plots need: the network's layers, the pool's points and
+labels, the box and the ground truth's hard set, packed as base64 arrays (``pack``). The
+report re-extracts the regions from those layers (exact, ~1 s for ~20,000 regions).
+
+A sample's distance is *certified* when it is at most the sample's distance to the box
+border: no boundary point outside the box can then be nearer. The default margin 0.5
+certifies every sample on moons, spirals and blobs2d (0.1 left 1-11% uncertified, whose
+distances came out the same); raise it (``--option geometry.margin=1.0``) if the share
+in the report's geometry table is below 100%. The plots show the pool's bounding box
+grown by ``VIEW_MARGIN``.
+
+A dataset whose inputs are not 2-D gets no records, and the track says so once; a recipe
+whose network is not a ReLU MLP is a usage error (``check_relu_mlp``).
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score
+from tabulate import tabulate
+
+from .. import geometry
+from ..errors import UsageError
+from ..metrics import format_ci, hard_set, mean_ci
+from .base import Report, group, ranks_by, track_options
+
+log = logging.getLogger("bench")
+
+NAME = "geometry"
+DEFAULTS = {"q": 0.1, "margin": 0.5}
+VIEW_MARGIN = 0.1  # the plots show the pool's bounding box grown by this much
+PROFILES: dict = {}
+DRAWING_HOLDER = "random"  # the method whose seed-0 record carries the drawing, when it runs
+_TOLD: set = set()
+
+
+def options(engine) -> dict:
+    return track_options(engine, NAME, DEFAULTS, PROFILES)
+
+
+def is_planar(dataset) -> bool:
+    return tuple(dataset.input_shape) == (2,)
+
+
+def check_relu_mlp(recipe, num_classes: int = 2) -> None:
+    """UsageError (one line) unless the recipe builds a network ``bench.geometry`` can
+    extract exactly: Linear and ReLU layers only, on 2-D inputs."""
+    try:
+        geometry.network_layers(recipe.build((2,), num_classes))
+    except (TypeError, ValueError, KeyError) as error:
+        reason = " ".join(str(error).split())
+        raise UsageError(f"the geometry track needs a ReLU MLP (model mlp, activation relu; e.g. --recipe skelex); "
+                         f"recipe model={recipe.model} {recipe.model_kwargs} is not one: {reason}") from None
+
+
+# ---- ground truth -------------------------------------------------------------------
+def ground_truth(model, points: np.ndarray, labels: np.ndarray, box) -> dict | None:
+    """The exact extraction of one network over ``box``: ``hardness`` (N,) = -signed
+    boundary distance, ``facts`` (JSON-ready), ``regions``, ``boundary``. None when the
+    box holds no decision boundary (the network predicts one class everywhere)."""
+    start = time.perf_counter()
+    regions = geometry.linear_regions(model, box)
+    boundary = geometry.decision_boundary(regions)
+    seconds = time.perf_counter() - start
+    if len(boundary.segments) == 0:
+        return None
+    hardness = geometry.geometric_hardness(regions, points, labels, boundary=boundary)
+    xmin, xmax, ymin, ymax = regions.box
+    to_border = np.minimum.reduce([points[:, 0] - xmin, xmax - points[:, 0], points[:, 1] - ymin, ymax - points[:, 1]])
+    facts = {"regions": len(regions), "regions_per_layer": [int(c) for c in regions.counts_per_layer],
+             "boundary_segments": len(boundary.segments), "boundary_length": float(boundary.length),
+             "misclassified": float((hardness > 0).mean()), "certified": float((np.abs(hardness) <= to_border).mean()),
+             "extraction_seconds": round(seconds, 4), "box": [float(v) for v in regions.box]}
+    return {"hardness": hardness, "facts": facts, "regions": regions, "boundary": boundary}
+
+
+def geometry_metrics(scores: np.ndarray, hardness: np.ndarray, q: float = 0.1) -> dict[str, float]:
+    """Spearman correlation of oriented scores with the ground-truth hardness, and AUPRC of
+    the scores for the ground truth's hardest q."""
+    scores, hardness = np.asarray(scores, dtype=float), np.asarray(hardness, dtype=float)
+    positives = np.zeros(len(hardness), dtype=bool)
+    positives[hard_set(hardness, q)] = True
+    return {"spearman": float(spearmanr(scores, hardness).statistic),
+            "auprc": float(average_precision_score(positives, scores)), "baseline": float(positives.mean())}
+
+
+# ---- packing arrays into records ------------------------------------------------------
+def pack(array) -> dict:
+    """An array as JSON: dtype, shape and base64 bytes; float64 values that float32 holds
+    exactly (trained float32 weights, float32 data) are stored as float32."""
+    a = np.asarray(array)
+    if a.dtype == np.float64 and np.array_equal(a.astype(np.float32).astype(np.float64), a):
+        a = a.astype(np.float32)
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def unpack(packed: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(packed["b64"]), dtype=np.dtype(packed["dtype"])).reshape(packed["shape"])
+
+
+def network_from_layers(layers) -> torch.nn.Sequential:
+    """A float64 ``nn.Sequential`` of Linear and ReLU with exactly these affine layers."""
+    modules = []
+    for i, (weight, bias) in enumerate(layers):
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor(np.array(weight, dtype=np.float64)))
+            linear.bias.copy_(torch.tensor(np.array(bias, dtype=np.float64)))
+        modules += [linear] + ([torch.nn.ReLU()] if i < len(layers) - 1 else [])
+    return torch.nn.Sequential(*modules)
+
+
+def _drawing(regions, points: np.ndarray, labels: np.ndarray, truth_hard: np.ndarray) -> dict:
+    return {"layers": [[pack(w), pack(b)] for w, b in regions.layers], "x": pack(points),
+            "y": [int(v) for v in labels], "box": [float(v) for v in regions.box],
+            "view": list(geometry.default_box(points, VIEW_MARGIN)),
+            "num_classes": int(regions.num_classes), "truth_hard_set": [int(i) for i in truth_hard]}
+
+
+# ---- run ----------------------------------------------------------------------------
+def run(engine) -> None:
+    data = engine.dataset
+    if not is_planar(data):
+        if data.key not in _TOLD:
+            _TOLD.add(data.key)
+            log.warning("geometry: dataset %s has inputs of shape %s; the geometry track applies to 2-D data only "
+                        "(moons, spirals, spirals3, blobs2d, an npz of 2-D points); nothing written",
+                        data.key, tuple(data.input_shape))
+        return
+    check_relu_mlp(engine.recipe, data.num_classes)
+    opts = options(engine)
+    q, margin = float(opts["q"]), float(opts["margin"])
+    pool = engine.pool("train")
+    config = {"pool": pool.key, "q": q, "margin": margin}
+    todo = {seed: [m.name for m in engine.methods if not engine.has_record(NAME, config, m.name, seed)]
+            for seed in engine.seeds}
+    seeds = [seed for seed, names in todo.items() if names]
+    if not seeds:
+        return
+    engine.prepare([(pool, seed) for seed in seeds])
+    points = pool.x.detach().cpu().numpy().reshape(len(pool), 2).astype(np.float64)
+    labels = pool.y.detach().cpu().numpy()
+    box = geometry.default_box(points, margin)
+    for seed in seeds:
+        scores = engine.scores(pool, seed)
+        engine.estimator.ensure(pool, seed, {"final_model"})
+        model = engine.estimator.run(pool, seed).final_model
+        truth = ground_truth(model, points, labels, box)
+        if truth is None:
+            log.warning("geometry: the %s network of seed %d predicts one class everywhere in the box; no decision "
+                        "boundary, no ground truth: seed %d skipped", data.key, seed, seed)
+            continue
+        done = [name for name in todo[seed] if scores[name].status == "ok"]
+        holder = next((n for n in sorted(done, key=lambda n: (n != DRAWING_HOLDER, _only_ambiguity([n])))), None)
+        for name in done:
+            result = scores[name]
+            extra = {"geometry": truth["facts"], "pool": pool.key, "cost": result.cost}
+            if seed == 0:
+                extra["hard_set"] = [int(i) for i in hard_set(result.scores, q)]
+                if name == holder:
+                    extra["drawing"] = _drawing(truth["regions"], points, labels, hard_set(truth["hardness"], q))
+            engine.write_record(NAME, config, name, seed, geometry_metrics(result.scores, truth["hardness"], q),
+                                **extra)
+
+
+# ---- report -------------------------------------------------------------------------
+def report(records: list[dict]) -> Report:
+    sections, ranks, plots = [], {}, {}
+    for (pool, q, margin), cell in sorted(group(records, "config.pool", "config.q", "config.margin").items()):
+        by_method = group(cell, "method")
+        spearman = {m: mean_ci([r["metrics"]["spearman"] for r in rs])[0] for (m,), rs in by_method.items()}
+        cell_ranks = ranks_by(spearman)
+        ranks.update(cell_ranks)
+        order = sorted(spearman, key=lambda m: -spearman[m])
+        rows = []
+        for method in order:
+            rs = by_method[(method,)]
+            metric = lambda name: [r["metrics"][name] for r in rs]  # noqa: E731
+            rows.append([method, format_ci(metric("spearman")), format_ci(metric("auprc")),
+                         f"{cell_ranks[method]:.1f}", len(rs)])
+        baseline = np.mean([r["metrics"]["baseline"] for r in cell])
+        tag = f"{pool}_q{q}_margin{margin}"
+        drawing = next((r["drawing"] for r in sorted(cell, key=lambda r: r["method"]) if r["seed"] == 0
+                        and "drawing" in r), None)
+        if drawing is None and _only_ambiguity(order):  # the leaderboard's second call: geometry shown above
+            sections.append(f"### pool {pool}, hardest {q:.0%} of the ground truth, box margin {margin}\n\n"
+                            "Ground truth, metrics and geometry as above.\n\n"
+                            + tabulate(rows, headers=["method", "Spearman", f"AUPRC@{q:.0%}", "rank", "seeds"],
+                                       tablefmt="github"))
+            continue
+        sections.append(
+            f"### pool {pool}, hardest {q:.0%} of the ground truth, box margin {margin}\n\n"
+            "Ground truth: the exact decision boundary of each seed's estimation network (a ReLU MLP), extracted from "
+            "its linear regions; a sample's hardness is −(its distance to the boundary), the distance signed + where "
+            "the network classifies the sample correctly. Each method's scores (higher = harder) of seed s are "
+            "compared with the ground truth of the network of seed s. Means ± 95% CI over estimation seeds; methods "
+            f"ranked by mean Spearman. AUPRC: the ground truth's hardest {q:.0%} are the positives (random baseline "
+            f"{baseline:.3f}).\n\n"
+            + tabulate(rows, headers=["method", "Spearman", f"AUPRC@{q:.0%}", "rank", "seeds"], tablefmt="github")
+            + "\n\n" + _facts_table(cell))
+        plots[f"geometry_regions_per_layer_{tag}.png"] = _layers_plot(cell)
+        if drawing is None:
+            sections[-1] += ("\n\nNo seed-0 record carries the network's drawing (it is stored with `random`'s, or the "
+                             "first method's of a run): rerun seed 0 for the region and hard-set plots.")
+            continue
+        hard_sets = {m: next((r["hard_set"] for r in by_method[(m,)] if r["seed"] == 0 and "hard_set" in r), None)
+                     for m in order}
+        plots.update(_drawing_plots(drawing, {m: h for m, h in hard_sets.items() if h is not None}, q, tag))
+    return Report("\n\n".join(sections), ranks, plots)
+
+
+def _only_ambiguity(methods) -> bool:
+    """True when every method is an ambiguity measure (``bench.leaderboard`` reports those apart)."""
+    from .. import registry
+
+    known = registry.list_methods()
+    return bool(methods) and all(m in known and registry.get_method(m).family == "ambiguity" for m in methods)
+
+
+def _seed_facts(cell: list[dict]) -> dict[int, dict]:
+    facts = {}
+    for record in sorted(cell, key=lambda r: (r["seed"], r["method"])):
+        facts.setdefault(record["seed"], record.get("geometry"))
+    return {seed: f for seed, f in facts.items() if f}
+
+
+def _facts_table(cell: list[dict]) -> str:
+    facts = _seed_facts(cell)
+    rows = [[seed, f["regions"], " → ".join(map(str, f["regions_per_layer"])), f["boundary_segments"],
+             f"{f['boundary_length']:.3f}", f"{100 * f['misclassified']:.1f}", f"{100 * f['certified']:.1f}",
+             f"{f['extraction_seconds']:.2f}"] for seed, f in sorted(facts.items())]
+    box = next(iter(facts.values()))["box"] if facts else None
+    where = f" Box (normalised inputs): x ∈ [{box[0]:.2f}, {box[1]:.2f}], y ∈ [{box[2]:.2f}, {box[3]:.2f}]." if box else ""
+    return ("Geometry of each seed's network: linear regions in the box (after each hidden layer), decision-boundary "
+            "segments and length, the share of pool samples it misclassifies, the share whose distance is certified "
+            "global (at most the distance to the box border), and the extraction time (regions + boundary, CPU)."
+            + where + "\n\n"
+            + tabulate(rows, headers=["seed", "regions", "regions per layer", "boundary segments", "boundary length",
+                                      "misclassified %", "certified %", "extraction s"], tablefmt="github"))
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _layers_plot(cell: list[dict]):
+    plt = _pyplot()
+    facts = _seed_facts(cell)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    seeds = sorted(facts)
+    width = 0.8 / max(1, len(seeds))
+    for k, seed in enumerate(seeds):
+        counts = facts[seed]["regions_per_layer"]
+        bars = ax.bar(np.arange(1, len(counts) + 1) + (k - (len(seeds) - 1) / 2) * width, counts, width,
+                      label=f"seed {seed}")
+        ax.bar_label(bars, fontsize=6)
+    depth = max((len(f["regions_per_layer"]) for f in facts.values()), default=0)
+    ax.set_xticks(range(1, depth + 1), [f"layer {i}" for i in range(1, depth + 1)])
+    ax.set_ylabel("linear regions in the box")
+    ax.set_title("regions after each hidden layer", fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+_CACHE: dict = {}
+
+
+def _extracted(drawing: dict):
+    """Regions and boundary of the drawing's network (cached for the report's two calls)."""
+    key = (drawing["layers"][0][0]["b64"], drawing["layers"][-1][1]["b64"], tuple(drawing["box"]))
+    if key not in _CACHE:
+        _CACHE.clear()
+        model = network_from_layers([(unpack(w), unpack(b)) for w, b in drawing["layers"]])
+        regions = geometry.linear_regions(model, drawing["box"])
+        _CACHE[key] = (regions, geometry.decision_boundary(regions))
+    return _CACHE[key]
+
+
+def _drawing_plots(drawing: dict, hard_sets: dict[str, list], q: float, tag: str) -> dict:
+    from matplotlib.collections import LineCollection
+
+    plt = _pyplot()
+    regions, boundary = _extracted(drawing)
+    points, labels = unpack(drawing["x"]).astype(np.float64), np.asarray(drawing["y"], dtype=np.int64)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    geometry.plot_regions(regions, boundary, points, labels, ax=ax)
+    view = drawing.get("view", drawing["box"])
+    ax.set_xlim(view[0], view[1])
+    ax.set_ylim(view[2], view[3])
+    ax.set_title(f"seed 0: {len(regions)} linear regions in the box, decision boundary\n"
+                 f"({len(boundary.segments)} segments, length {boundary.length:.3g}); the pool's samples", fontsize=9)
+    out = {f"geometry_regions_{tag}.png": fig}
+
+    # the hard sets: predicted class on a grid behind the exact boundary, each method's hardest q circled
+    xmin, xmax, ymin, ymax = view
+    gx, gy = np.meshgrid(np.linspace(xmin, xmax, 300), np.linspace(ymin, ymax, 300))
+    predicted = regions.predict(np.stack([gx.ravel(), gy.ravel()], axis=1)).reshape(gx.shape)
+    classes = max(regions.num_classes, int(labels.max(initial=0)) + 1)
+    cmap = plt.get_cmap("tab10" if classes <= 10 else "tab20")
+    colours = np.array([cmap(i % cmap.N) for i in range(classes)])
+    panels = {"ground truth (exact)": drawing["truth_hard_set"], **hard_sets}
+    cols = min(5, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, chosen) in zip(axes.flat, panels.items()):
+        ax.imshow(colours[predicted], origin="lower", extent=(xmin, xmax, ymin, ymax), alpha=0.25,
+                  interpolation="nearest", aspect="equal")
+        ax.add_collection(LineCollection(boundary.segments, colors="black", linewidths=0.8))
+        ax.scatter(points[:, 0], points[:, 1], c=colours[labels], s=2, linewidths=0)
+        hard = points[np.asarray(chosen, dtype=np.int64)]
+        ax.scatter(hard[:, 0], hard[:, 1], s=14, facecolors="none", edgecolors="red", linewidths=0.6)
+        ax.set_xlim(xmin, xmax)
+        ax.set_ylim(ymin, ymax)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"seed 0: each method's hardest {q:.0%} (red circles); black = exact decision boundary", fontsize=10)
+    fig.tight_layout()
+    out[f"geometry_hard_sets_{tag}.png"] = fig
+    return out

@@ -1,0 +1,330 @@
+"""Memory bounds, measured (run with ``python -m pytest tests/benchmarks --benchmark-enable``).
+
+Two instruments:
+- ``tracemalloc`` for numpy and scikit-learn (numpy reports its array buffers to it): the exact
+  peak of traced bytes during a call, in this process;
+- the peak resident set size of a fresh subprocess (``VmHWM`` in ``/proc/self/status``, reset by
+  writing 5 to ``/proc/self/clear_refs`` right before the measured call, after a warm-up call on
+  a few samples has loaded every lazy import and thread pool), for anything that allocates
+  through torch, whose CPU allocator ``tracemalloc`` does not see. The larger size of a pair is
+  never measured in the process that ran the smaller one, so memory an allocator kept from one
+  call cannot hide the next call's growth.
+
+(a) ``DynamicsRecorder`` at N = 50,000, C = 100, E = 200, driven with synthetic logits batch by
+    batch for epochs 1, 2 and E (its (N, E) buffers are preallocated, so later epochs add nothing):
+    no tensor it holds has N*E*C elements (it holds no more than N*E each), its tensors sum to
+    <= 300 MB, and the process's peak RSS grows by <= 300 MB while recording and while building
+    the ``Dynamics`` (``result()``).
+(b) Scoring reads the dynamics in place: every context of an estimation run returns the run's one
+    ``Dynamics`` object, and a method that reduces one (N, E) statistic (aum, loss, confidence,
+    correctness) allocates less than one (N, E) float32 array while it runs; every other
+    dynamics-only method allocates at most one (N, E) float32 temporary its formula needs
+    (variability's deviations, Data-IQ's p(1 - p)), never a copy of the dynamics.
+(c) Neighbour searches and per-layer representations grow linearly in N: peak memory at 2N is at
+    most ``LINEAR`` = 2.5 times the peak at N (an N x N matrix gives ~4; a control check with a
+    full pairwise-distance matrix shows the harness sees that). The numpy/scikit-learn helpers of
+    ``methods.representation`` by tracemalloc at N = 4000 and 8000, with 10 features (scikit-learn
+    picks a k-d tree) and 64 (brute force, its chunked ``ArgKmin``, whose C++ buffers tracemalloc
+    does not see); so the registered methods end to end (prediction_depth, knn_disagreement,
+    prototypicality; an MLP 784-256-256-10, N = 2000 and 4000) and ``layer_representations`` (LeNet,
+    N = 8000 and 16000) by peak RSS, at sizes where an N x N float32 matrix would outweigh the
+    fixed cost of a run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+MB = 1e6
+LINEAR = 2.5
+TESTS = Path(__file__).resolve().parents[1]
+ROOT = TESTS.parent
+
+
+# ---- instruments -------------------------------------------------------------------------------
+def _status() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _reset_peak_rss():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+@pytest.fixture
+def rss_peak():
+    """Skips where the peak RSS cannot be reset and read (not Linux, or /proc/self/clear_refs not writable)."""
+    try:
+        _reset_peak_rss()
+        assert "VmHWM" in _status()
+    except (OSError, AssertionError):
+        pytest.skip("peak RSS needs Linux /proc/self/status and a writable /proc/self/clear_refs")
+
+
+def traced_peak(fn) -> tuple[int, object]:
+    """Peak bytes traced by tracemalloc while ``fn()`` runs, and its result."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def subprocess_peak(probe: str, n: int) -> dict:
+    """Run ``PROBES[probe]`` in a fresh interpreter: warm-up on 64 samples, then the measured call on
+    ``n``; returns {"peak": peak RSS growth in bytes, "held": RSS growth still held after, ...extra}."""
+    code = (f"import sys; sys.path[:0] = [{str(TESTS)!r}, {str(ROOT)!r}]; "
+            f"from benchmarks.test_memory import _probe_main; _probe_main({probe!r}, {n})")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _probe_main(probe: str, n: int):
+    torch.set_num_threads(1)
+    PROBES[probe](64)()  # warm-up: lazy imports, thread pools, allocator arenas
+    call = PROBES[probe](n)
+    before = _status()["VmRSS"]
+    _reset_peak_rss()
+    extra = call() or {}
+    after = _status()
+    extra = {(k[:-4] if k.endswith("_abs") else k): (v - before if k.endswith("_abs") else v) for k, v in extra.items()}
+    print(json.dumps({"peak": after["VmHWM"] - before, "held": after["VmRSS"] - before, **extra}))
+
+
+# ---- probes run in a subprocess ------------------------------------------------------------------
+N_REC, C_REC, E_REC, BATCH = 50_000, 100, 200, 512
+
+
+def _tensor_bytes(obj) -> tuple[int, int]:
+    """(sum of numel * element_size, largest numel) over the tensors an object holds directly
+    or in list/tuple/dict attributes."""
+    total, largest = 0, 0
+    stack = list(vars(obj).values())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+            largest = max(largest, value.numel())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return total, largest
+
+
+def _recorder_probe(n):
+    from bench.dynamics import DynamicsRecorder
+
+    g = torch.Generator().manual_seed(0)
+    n_classes = C_REC if n == N_REC else 10
+    y = torch.randint(0, n_classes, (n,), generator=g)
+
+    def call():
+        recorder = DynamicsRecorder(y, E_REC)
+        held, largest = 0, 0
+        for epoch in (0, 1, E_REC - 1):
+            order = torch.randperm(n, generator=g)
+            for start in range(0, n, BATCH):
+                idx = order[start:start + BATCH]
+                recorder.update(idx, torch.randn(len(idx), n_classes, generator=g))
+            total, big = _tensor_bytes(recorder)  # the epoch's logits are all collected now
+            held, largest = max(held, total), max(largest, big)
+            recorder.end_epoch(epoch)
+        recording_peak = _status()["VmHWM"]
+        dynamics = recorder.result()
+        assert dynamics.margin.shape == (n, E_REC)
+        return {"recording_peak_abs": recording_peak, "tensor_bytes": held, "largest_numel": largest,
+                "dynamics_bytes": sum(a.nbytes for a in dynamics.to_arrays().values())}
+
+    return call
+
+
+def _mlp_context(n):
+    """A context over an untrained MLP 784-256-256-10 on random MNIST-shaped inputs (its
+    checkpoint at the last epoch is the final model)."""
+    from bench.recipes import Recipe
+    from methods_support import make_context
+
+    g = torch.Generator().manual_seed(0)
+    recipe = Recipe(model="mlp", model_kwargs={"hidden": [256, 256]}, epochs=1)
+    torch.manual_seed(0)
+    state = recipe.build((1, 28, 28), 10).state_dict()
+    x, y = torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return make_context(x, y, 10, recipe=recipe, checkpoints={1: state})
+
+
+def _method_probe(name):
+    def probe(n):
+        from bench.registry import get_method, load_builtin_methods
+
+        load_builtin_methods()
+        ctx = _mlp_context(n)
+
+        def call():
+            np.asarray(get_method(name).fn(ctx))
+        return call
+    return probe
+
+
+def _layers_probe(n):
+    from bench.models import build_model
+    from methods._common import layer_representations
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = build_model("lenet", (1, 28, 28), 10).eval()
+    x = torch.randn(n, 1, 28, 28, generator=g)
+
+    def call():
+        layers = layer_representations(model, x)
+        return {"output_bytes": sum(h.numel() * h.element_size() for h in layers)}
+    return call
+
+
+PROBES = {"recorder": _recorder_probe, "layer_representations": _layers_probe,
+          **{name: _method_probe(name) for name in ("prediction_depth", "knn_disagreement", "prototypicality")}}
+
+
+# ---- (a) the dynamics recorder --------------------------------------------------------------------
+def test_dynamics_recorder_memory(rss_peak):
+    limit = 300 * MB
+    m = subprocess_peak("recorder", N_REC)
+    buffers = N_REC * E_REC * (4 + 4 + 8)  # margin, loss (float32), pred (int64)
+    print(f"\nDynamicsRecorder N={N_REC} C={C_REC} E={E_REC}: its tensors {m['tensor_bytes'] / MB:.1f} MB "
+          f"((N, E) buffers {buffers / MB:.0f} MB + one epoch's logits), largest tensor {m['largest_numel']:,} "
+          f"elements (N*E*C = {N_REC * E_REC * C_REC:,}); peak RSS growth while recording "
+          f"{m['recording_peak'] / MB:.1f} MB, with result() {m['peak'] / MB:.1f} MB (the Dynamics' arrays: "
+          f"{m['dynamics_bytes'] / MB:.0f} MB), held after {m['held'] / MB:.1f} MB")
+    assert m["largest_numel"] <= N_REC * E_REC < N_REC * E_REC * C_REC
+    assert m["tensor_bytes"] <= limit
+    assert m["recording_peak"] <= limit, f"recording grew the RSS by {m['recording_peak'] / MB:.0f} MB"
+    assert m["peak"] <= limit, f"recording + result() grew the RSS by {m['peak'] / MB:.0f} MB"
+
+
+# ---- (b) scoring reads the dynamics in place --------------------------------------------------------
+N_DYN, E_DYN, C_DYN = 50_000, 200, 100
+REDUCTIONS = ("aum", "loss", "confidence", "correctness")  # one (N, E) statistic reduced over epochs
+
+
+@pytest.fixture(scope="module")
+def large_run():
+    from bench.context import EstimationRun, Pool
+    from bench.dynamics import Dynamics
+    from bench.recipes import Recipe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, C_DYN, N_DYN)
+    loss = rng.exponential(size=(N_DYN, E_DYN)).astype(np.float32)
+    pred = rng.integers(0, C_DYN, (N_DYN, E_DYN)).astype(np.int16)
+    dynamics = Dynamics(margin=rng.normal(size=(N_DYN, E_DYN)).astype(np.float32), p_y=np.exp(-loss), loss=loss,
+                        correct=pred == y[:, None], pred=pred)
+    pool = Pool("memory", torch.zeros(N_DYN, 1), torch.as_tensor(y), C_DYN)
+    return EstimationRun(pool, 0, Recipe(epochs=E_DYN), torch.device("cpu"), dynamics=dynamics), dynamics
+
+
+def _dynamics_only():
+    from bench.registry import get_method, list_methods
+
+    return [m for m in list_methods() if get_method(m).needs == frozenset({"dynamics"})]
+
+
+def test_two_methods_share_the_dynamics_without_copying(large_run):
+    from bench.context import Context
+    from bench.registry import get_method
+
+    run, dynamics = large_run
+    one = N_DYN * E_DYN * 4
+    for name in ("aum", "loss"):
+        method = get_method(name)
+        ctx = Context(run, method.needs, name)
+        assert ctx.dynamics is dynamics  # the run's one object, not a per-method copy
+        peak, scores = traced_peak(lambda: np.asarray(method.fn(ctx)))
+        print(f"\n{name}: traced peak {peak / MB:.2f} MB (output {scores.nbytes / MB:.2f} MB; "
+              f"one (N, E) float32 = {one / MB:.0f} MB)")
+        assert scores.shape == (N_DYN,)
+        assert peak < one
+
+
+@pytest.mark.parametrize("name", _dynamics_only())
+def test_dynamics_methods_allocate_at_most_one_temporary(large_run, name):
+    from bench.context import Context
+    from bench.registry import get_method
+
+    run, _ = large_run
+    method = get_method(name)
+    one = N_DYN * E_DYN * 4
+    peak, scores = traced_peak(lambda: np.asarray(method.fn(Context(run, method.needs, name))))
+    print(f"\n{name}: traced peak {peak / MB:.2f} MB = {peak / one:.3f} x one (N, E) float32")
+    bound = one if name in REDUCTIONS else 1.1 * one
+    assert peak < bound, f"{name} allocated {peak / MB:.0f} MB while scoring (bound {bound / MB:.0f} MB)"
+
+
+# ---- (c) linear growth in N ---------------------------------------------------------------------
+def _helper_calls(d: int, k: int = 30, num_classes: int = 10):
+    from methods.representation import (cosine_to_class_mean, knn_disagreement_scores, knn_probe_predictions,
+                                         neighbours_excluding_self)
+
+    return {
+        "neighbours_excluding_self": lambda x, y: neighbours_excluding_self(x, k),
+        "knn_probe_predictions": lambda x, y: knn_probe_predictions(x, y, num_classes, k),
+        "knn_disagreement_scores": lambda x, y: knn_disagreement_scores(x, y, 10),
+        "cosine_to_class_mean": lambda x, y: cosine_to_class_mean(x.astype(np.float64), y, num_classes),
+    }
+
+
+def _traced_at(fn, n: int, d: int) -> int:
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, 10, n)
+    return traced_peak(lambda: fn(x, y))[0]
+
+
+@pytest.mark.parametrize("d", [10, 64], ids=["d10-kdtree", "d64-brute"])  # sklearn: a k-d tree up to 15 features
+@pytest.mark.parametrize("helper", list(_helper_calls(1)))
+def test_representation_helpers_grow_linearly(helper, d):
+    fn = _helper_calls(d)[helper]
+    fn(*[np.random.default_rng(0).normal(size=(64, d)).astype(np.float32), np.arange(64) % 10])  # warm-up
+    n = 4000
+    big, small = _traced_at(fn, 2 * n, d), _traced_at(fn, n, d)
+    ratio = big / small
+    print(f"\n{helper} (d={d}): traced peak {small / MB:.2f} MB at N={n}, {big / MB:.2f} MB at 2N; ratio {ratio:.2f}")
+    assert ratio <= LINEAR
+
+
+def test_harness_sees_quadratic_memory():
+    """Control: a full N x N distance matrix, measured the same way, gives a ratio near 4."""
+    from sklearn.metrics import pairwise_distances
+
+    fn = lambda x, y: pairwise_distances(x).argsort(axis=1)[:, 1:31]  # noqa: E731
+    n = 2000
+    big, small = _traced_at(fn, 2 * n, 64), _traced_at(fn, n, 64)
+    print(f"\nfull pairwise distances: {small / MB:.1f} MB at N={n}, {big / MB:.1f} MB at 2N; ratio {big / small:.2f}")
+    assert big / small > 3.5
+
+
+@pytest.mark.parametrize("probe,n", [("layer_representations", 8000), ("prediction_depth", 2000),
+                                     ("knn_disagreement", 2000), ("prototypicality", 2000)])
+def test_representation_methods_grow_linearly(rss_peak, probe, n):
+    big, small = subprocess_peak(probe, 2 * n), subprocess_peak(probe, n)
+    ratio = big["peak"] / small["peak"]
+    print(f"\n{probe}: peak RSS growth {small['peak'] / MB:.1f} MB at N={n}, {big['peak'] / MB:.1f} MB at 2N; "
+          f"ratio {ratio:.2f}")
+    assert ratio <= LINEAR

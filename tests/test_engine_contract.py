@@ -1,0 +1,161 @@
+"""The engine's contract: caches follow the code, `needs` is enforced, seeds never collide."""
+import importlib
+import inspect
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bench import fingerprint, registry
+from bench.cli import engine_spec, make_engine
+from bench.context import MissingNeed
+from bench.estimation import EARLY_STREAM, FOLD_STREAM, derived_seed
+from bench.recipes import recipe_for
+
+METHOD_SOURCE = '''
+import numpy as np
+from bench import register
+
+
+@register(higher_is_harder=True, needs={{"dynamics"}}, family="test")
+def edited(ctx):
+    return ctx.dynamics.loss.mean(axis=1) * {factor}
+
+
+@register(higher_is_harder=True, needs={{"dynamics"}}, family="test")
+def untouched(ctx):
+    return ctx.dynamics.loss.max(axis=1)
+
+
+@register(higher_is_harder=True, needs=(), family="test")
+def undeclared(ctx):
+    return ctx.dynamics.loss.mean(axis=1)
+'''
+
+
+class Args:
+    """The parts of the CLI's arguments that ``engine_spec`` reads."""
+
+    def __init__(self, results, methods):
+        self.results, self.methods, self.device = results, methods, "cpu"
+        self.epochs, self.recipe, self.model, self.subset, self.plugin = 2, None, None, None, []
+
+
+def _engine(results, methods):
+    return make_engine(engine_spec(Args(results, methods), "digits", 1, epochs=2))
+
+
+@pytest.fixture
+def test_methods(tmp_path, monkeypatch):
+    module_dir = tmp_path / "plugins"
+    module_dir.mkdir()
+    monkeypatch.syspath_prepend(str(module_dir))
+
+    def write(factor):
+        (module_dir / "edited_methods.py").write_text(METHOD_SOURCE.format(factor=factor))
+        sys.modules.pop("edited_methods", None)
+        for name in ("edited", "untouched", "undeclared"):
+            registry._METHODS.pop(name, None)
+        importlib.invalidate_caches()
+        importlib.import_module("edited_methods")
+
+    write(1)
+    yield write
+    sys.modules.pop("edited_methods", None)
+
+
+def _mtimes(results, pattern):
+    return {p.relative_to(results): p.stat().st_mtime_ns for p in results.glob(pattern)}
+
+
+def test_editing_a_method_rescores_that_method_only(tmp_path, test_methods):
+    results = tmp_path / "res"
+    engine = _engine(results, "edited,untouched,random")
+    pool = engine.pool("train")
+    first = engine.scores(pool, 0)
+    before = _mtimes(results, "digits/scores/*/*/seed0.npz")
+    training = _mtimes(results, "digits/_estimation/**/*")
+
+    test_methods(3)  # the body of `edited` changes
+    engine = _engine(results, "edited,untouched,random")
+    second = engine.scores(pool, 0)
+    after = _mtimes(results, "digits/scores/*/*/seed0.npz")
+    changed = {str(p.parent.name) for p in after if after[p] != before[p]}
+    assert changed == {"edited"}
+    np.testing.assert_allclose(second["edited"].natural, 3 * first["edited"].natural)
+    assert _mtimes(results, "digits/_estimation/**/*") == training  # nothing was retrained
+
+
+def test_changing_the_training_code_retrains_and_rescores(tmp_path, test_methods, monkeypatch):
+    results = tmp_path / "res"
+    engine = _engine(results, "untouched,random")
+    pool = engine.pool("train")
+    engine.scores(pool, 0)
+    meta = results.glob("digits/_estimation/*/*/seed0/meta.json")
+    meta = next(meta)
+    trained_at = meta.stat().st_mtime_ns
+    scores = _mtimes(results, "digits/scores/*/*/seed0.npz")
+
+    source = inspect.getsource
+
+    def edited_trainer(obj):  # the trainer's source as if someone had edited bench/train.py
+        text = source(obj)
+        return text + "\n# edited\n" if getattr(obj, "__name__", "") == "bench.train" else text
+
+    monkeypatch.setattr(fingerprint.inspect, "getsource", edited_trainer)
+    fingerprint.module_fingerprint.cache_clear()
+    try:
+        engine = _engine(results, "untouched,random")
+        engine.scores(pool, 0)
+    finally:
+        fingerprint.module_fingerprint.cache_clear()
+    assert meta.stat().st_mtime_ns != trained_at
+    after = _mtimes(results, "digits/scores/*/*/seed0.npz")
+    rescored = {p.parent.name for p in after if after[p] != scores[p]}
+    assert rescored == {"untouched"}  # `random` reads no trained model: its scores stand
+
+
+def test_a_method_reading_an_undeclared_part_fails_even_beside_aum(tmp_path, test_methods):
+    engine = _engine(tmp_path / "res", "aum,undeclared")
+    results = engine.scores(engine.pool("train"), 0)
+    assert results["aum"].status == "ok"  # aum made the dynamics exist...
+    failed = results["undeclared"]
+    assert failed.status == "failed"  # ...but `undeclared` did not declare them
+    assert "MissingNeed" in failed.error and "ctx.dynamics" in failed.error and "'dynamics'" in failed.error
+
+
+def test_missing_need_names_the_need(tmp_path):
+    from methods_support import dynamics_from, make_context
+
+    ctx = make_context(np.zeros((3, 2)), [0, 1, 0], 2, dynamics=dynamics_from(p_y=np.full((3, 2), 0.5)), needs=())
+    with pytest.raises(MissingNeed, match="needs 'dynamics'"):
+        ctx.dynamics
+    with pytest.raises(MissingNeed, match="needs 'checkpoints'"):
+        ctx.model_at(1)
+
+
+def test_derived_seeds_do_not_collide():
+    seeds = {derived_seed(stream, s, r, f) for stream in (FOLD_STREAM, EARLY_STREAM)
+             for s in range(12) for r in range(12) for f in range(12)}
+    assert len(seeds) == 2 * 12 ** 3
+    assert all(0 <= s < 2 ** 31 for s in seeds)
+
+
+def test_estimation_reports_the_models_quality(tmp_path):
+    engine = make_engine(engine_spec(Args(tmp_path, "aum"), "digits", 1, epochs=10))
+    engine.scores(engine.pool("train"), 0)
+    quality = engine.estimator.quality(engine.pool("train"), 0)
+    assert quality["test_accuracy"] > 0.9 and quality["final_train_accuracy"] > 0.9
+
+
+def test_early_runs_stop_at_the_early_epoch_with_the_full_schedule():
+    from bench.data import load_dataset
+    from bench.train import train
+
+    data = load_dataset("digits")
+    recipe = recipe_for("digits", epochs=10)
+    stopped = train(recipe, data.x_train, data.y_train, 10, 0, record=False, stop_after=1)
+    full = train(recipe, data.x_train, data.y_train, 10, 0, record=False, checkpoint_epochs=[1])
+    for name, value in stopped.model.state_dict().items():
+        torch.testing.assert_close(value, full.checkpoints[1][name])

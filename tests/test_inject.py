@@ -1,0 +1,301 @@
+"""Planted hardness: each type's defining property, seeding, sources, and the artefact guard."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chi2
+from sklearn.metrics import roc_auc_score
+
+from bench.data import DatasetNotFound, Dataset, load_dataset
+from bench.errors import UnknownName
+from bench.inject import (ATYPICAL_TAIL, PLANTERS, MissingSource, PlantingSources, default_sources,
+                          fixed_permutation, most_confused, plant, rotate_shift)
+
+TYPES = ["label-uniform", "label-pair", "near-ood", "far-ood", "atypical"]
+
+
+def _images(n=400, channels=1, size=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.avg_pool2d(torch.randn(n, channels, size + 3, size + 3, generator=g), 4, 1)
+    return x, torch.randint(0, 5, (n,), generator=g)
+
+
+def _sources(x, confusion=None):
+    bank = torch.randn(64, *x.shape[1:], generator=torch.Generator().manual_seed(9)) * 3 + 1
+    return PlantingSources(confusion=(lambda: confusion) if confusion is not None else None,
+                           far_ood=lambda n, rng: bank[torch.as_tensor(rng.integers(0, len(bank), n))])
+
+
+def _channel_stats(x):
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+    return flat.mean(1), flat.std(1, unbiased=False)
+
+
+def test_every_type_is_registered_and_unknown_names_list_them():
+    assert set(TYPES) <= set(PLANTERS)
+    with pytest.raises(UnknownName, match="Valid hardness types: .*label-pair.*near-ood.*far-ood.*atypical"):
+        plant("label-noise", torch.zeros(10, 2), torch.zeros(10, dtype=torch.int64), 2, 0.1, 0)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_exact_rate_seeded_and_only_the_planted_rows_change(kind):
+    x, y = _images()
+    confusion = np.ones((5, 5))
+    first = plant(kind, x, y, 5, 0.1, 3, _sources(x, confusion))
+    again = plant(kind, x, y, 5, 0.1, 3, _sources(x, confusion))
+    other = plant(kind, x, y, 5, 0.1, 4, _sources(x, confusion))
+    assert first.mask.sum() == 40 and torch.equal(first.y_clean, y)
+    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y) and (first.mask == again.mask).all()
+    assert not (first.mask == other.mask).all()
+    keep = torch.as_tensor(~first.mask)
+    assert torch.equal(first.x[keep], x[keep]) and torch.equal(first.y[keep], y[keep])
+    changed = torch.as_tensor(first.mask)
+    if kind.startswith("label"):
+        assert torch.equal(first.x, x) and (first.y[changed] != y[changed]).all()
+    else:
+        assert torch.equal(first.y, y)  # labels kept
+        assert not torch.isclose(first.x[changed], x[changed]).flatten(1).all(1).any()
+
+
+def test_label_uniform_reaches_every_other_class():
+    y = torch.arange(5000) % 4
+    planted = plant("label-uniform", torch.zeros(5000, 2), y, 4, 0.5, seed=0)
+    moved = torch.as_tensor(planted.mask)
+    assert (planted.y[moved] != y[moved]).all()
+    pairs = {(int(a), int(b)) for a, b in zip(y[moved], planted.y[moved])}
+    assert pairs == {(a, b) for a in range(4) for b in range(4) if a != b}
+
+
+def test_most_confused_is_the_off_diagonal_argmax_with_smallest_index_ties_and_a_fallback():
+    confusion = np.array([[90, 3, 7, 0],   # 0 -> 2
+                          [5, 80, 5, 1],   # tie 0/2 -> 0
+                          [0, 0, 50, 0],   # never confused -> fixed permutation: 3
+                          [1, 9, 0, 99]])  # 3 -> 1, although 3's diagonal is the largest entry
+    target = most_confused(confusion)
+    assert target.tolist() == [2, 0, 3, 1]
+    assert (target != np.arange(4)).all()
+    assert most_confused(np.eye(3) * 10).tolist() == fixed_permutation(3).tolist() == [1, 2, 0]
+    with pytest.raises(ValueError):
+        most_confused(np.ones((3, 2)))
+
+
+def test_label_pair_moves_labels_along_the_most_confused_pair():
+    x, y = _images(n=1000)
+    rng = np.random.default_rng(0)
+    confusion = rng.integers(0, 30, size=(5, 5)) + np.diag([500] * 5)
+    planted = plant("label-pair", x, y, 5, 0.2, 1, PlantingSources(confusion=lambda: confusion))
+    moved = torch.as_tensor(planted.mask)
+    target = torch.as_tensor(most_confused(confusion))
+    assert torch.equal(planted.y[moved], target[y[moved]])
+    assert (planted.y[moved] != y[moved]).all()
+
+
+def test_label_pair_on_vectors_uses_the_fixed_permutation_and_images_need_a_confusion_matrix():
+    y = torch.arange(300) % 3
+    planted = plant("label-pair", torch.randn(300, 2), y, 3, 0.1, 0)
+    moved = torch.as_tensor(planted.mask)
+    assert torch.equal(planted.y[moved], (y[moved] + 1) % 3)
+    with pytest.raises(MissingSource, match="confusion"):
+        plant("label-pair", *_images(), 5, 0.1, 0)
+    with pytest.raises(ValueError, match="shape"):
+        plant("label-pair", *_images(), 5, 0.1, 0, PlantingSources(confusion=lambda: np.ones((3, 3))))
+
+
+@pytest.mark.parametrize("kind", ["near-ood", "far-ood"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ood_samples_keep_the_per_channel_values_of_the_samples_they_replace(kind, channels):
+    x, y = _images(n=300, channels=channels)
+    x = x * torch.tensor([1.0, 2.0, 0.5][:channels]).view(1, -1, 1, 1) + torch.tensor([0.0, 1.0, -2.0][:channels]).view(1, -1, 1, 1)
+    planted = plant(kind, x, y, 5, 0.2, 0, _sources(x))
+    idx = torch.as_tensor(planted.mask)
+    rows, clean = planted.x[idx].flatten(2).double(), x[idx].flatten(2).double()
+    assert not torch.allclose(rows, clean)  # the sample changed...
+    torch.testing.assert_close(rows.sort(-1).values, clean.sort(-1).values)  # ...its values did not
+    torch.testing.assert_close(rows.mean(2), clean.mean(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rows.std(2, unbiased=False), clean.std(2, unbiased=False), atol=1e-5, rtol=0)
+    assert torch.equal(planted.x[~idx], x[~idx])
+
+
+def test_near_ood_keeps_the_image_structure_in_value_order():
+    x, y = _images(n=200, size=16)
+    planted = plant("near-ood", x, y, 5, 0.1, 0, None)
+    idx = np.flatnonzero(planted.mask)
+    before, after = x[idx].flatten(1), planted.x[idx].flatten(1)
+    corr = [np.corrcoef(b.argsort().argsort(), a.argsort().argsort())[0, 1] for b, a in zip(before, after)]
+    assert np.mean(corr) > 0.5  # blurred and noised, still the same image
+
+
+def test_vector_near_ood_keeps_each_vectors_values():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(500, 6, generator=g) * 2 + 1, torch.randint(0, 3, (500,), generator=g)
+    planted = plant("near-ood", x, y, 3, 0.1, 0)
+    idx = torch.as_tensor(planted.mask)
+    assert not torch.allclose(planted.x[idx], x[idx])
+    torch.testing.assert_close(planted.x[idx].sort(1).values, x[idx].sort(1).values)
+
+
+def test_far_ood_replaces_the_sample_by_the_source_in_value_order():
+    x, y = _images(n=200)
+    bank = torch.randn(200, *x.shape[1:], generator=torch.Generator().manual_seed(5))
+    drawn = []
+
+    def source(n, rng):
+        rows = bank[torch.as_tensor(rng.integers(0, len(bank), n))]
+        drawn.append(rows)
+        return rows
+
+    planted = plant("far-ood", x, y, 5, 0.1, 0, PlantingSources(far_ood=source))
+    after = planted.x[torch.as_tensor(planted.mask)].flatten(1)
+    assert torch.equal(after.argsort(1), drawn[0].flatten(1).argsort(1))  # the source image, value-matched
+    with pytest.raises(MissingSource, match="far-ood"):
+        plant("far-ood", x, y, 5, 0.1, 0)
+    with pytest.raises(ValueError, match="shape"):
+        plant("far-ood", x, y, 5, 0.1, 0, PlantingSources(far_ood=lambda n, rng: torch.zeros(n, 3)))
+
+
+def test_rotate_shift_is_rot90_then_roll():
+    x = torch.randn(6, 2, 5, 5)
+    turns, shifts = torch.tensor([1, 2, 1, 2, 1, 2]), torch.tensor([[0, 0], [1, -1], [-2, 1], [0, 2], [1, 1], [-1, 0]])
+    expected = torch.stack([torch.roll(torch.rot90(x[i], int(turns[i]), (1, 2)), tuple(shifts[i].tolist()), (1, 2))
+                            for i in range(6)])
+    assert torch.equal(rotate_shift(x, turns, shifts), expected)
+    with pytest.raises(ValueError, match="square"):
+        rotate_shift(torch.zeros(1, 1, 3, 4), torch.tensor([1]), torch.tensor([[0, 0]]))
+
+
+def test_atypical_images_are_rotated_shifted_copies_of_the_sample_itself():
+    x, y = _images(n=300, size=12)
+    planted = plant("atypical", x, y, 5, 0.1, 0)
+    for i in np.flatnonzero(planted.mask):
+        new, old = planted.x[i:i + 1], x[i:i + 1]
+        assert torch.equal(new.flatten().sort().values, old.flatten().sort().values)  # its own pixel values
+        matches = [(k, dy, dx) for k in (1, 2) for dy in range(-1, 2) for dx in range(-1, 2)
+                   if torch.equal(rotate_shift(old, torch.tensor([k]), torch.tensor([[dy, dx]])), new)]
+        assert matches, f"sample {i} is not a 90/180 degree rotation with a shift of at most 1 pixel"
+    assert torch.equal(planted.y, y)  # label correct
+
+
+def test_atypical_vectors_are_tail_draws_of_their_class():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(900) % 3
+    x = torch.randn(900, 4, generator=g) * torch.tensor([1.0, 2.0, 0.5, 1.0]) + y.unsqueeze(1) * 3.0
+    planted = plant("atypical", x, y, 3, 0.1, 0)
+    radius = math.sqrt(chi2.ppf(ATYPICAL_TAIL, 4))
+    for c in range(3):
+        mean, std = x[y == c].mean(0), x[y == c].std(0, unbiased=False)
+        rows = planted.x[torch.as_tensor(planted.mask) & (y == c)]
+        assert torch.allclose(((rows - mean) / std).norm(dim=1), torch.full((len(rows),), radius), atol=1e-4)
+    assert torch.equal(planted.y, y)
+
+
+# ---- far-ood sources -----------------------------------------------------------------------
+def test_digits_far_ood_source_is_photo_patches_standardised_like_the_pool():
+    digits = load_dataset("digits")
+    source = default_sources(digits).far_ood
+    rows = source(500, np.random.default_rng(0))
+    assert rows.shape == (500, 1, 8, 8) and torch.isfinite(rows).all()
+    assert torch.equal(rows, source(500, np.random.default_rng(0)))
+    assert abs(float(rows.mean())) < 0.3 and 0.6 < float(rows.std()) < 1.5  # the pool is mean 0, std 1
+
+
+def test_vector_far_ood_source_draws_uniformly_inside_the_bounding_box():
+    blobs = load_dataset("blobs")
+    rows = default_sources(blobs).far_ood(2000, np.random.default_rng(0))
+    lo, hi = blobs.x_train.min(0).values, blobs.x_train.max(0).values
+    assert rows.shape == (2000, 10) and (rows >= lo).all() and (rows <= hi).all()
+    assert torch.allclose(rows.mean(0), (lo + hi) / 2, atol=0.15 * float((hi - lo).max()))
+
+
+def _fake(name, shape):
+    x = torch.randn(20, *shape, generator=torch.Generator().manual_seed(0))
+    return Dataset(name, x, torch.arange(20) % 10, x[:4], torch.arange(4), 10)
+
+
+def test_mnist_shaped_far_ood_needs_fashion_mnist_and_says_where(tmp_path):
+    source = default_sources(_fake("mnist", (1, 28, 28)), tmp_path).far_ood  # lazy: nothing loaded yet
+    with pytest.raises(DatasetNotFound, match="fashion-mnist.*FashionMNIST"):
+        source(3, np.random.default_rng(0))
+
+
+def test_real_far_ood_sources_from_the_data_root(shared_data):
+    if not (shared_data / "FashionMNIST" / "raw").exists():
+        pytest.skip("needs Fashion-MNIST in the shared data")
+    rng = np.random.default_rng(0)
+    fashion = default_sources(_fake("mnist", (1, 28, 28)), shared_data).far_ood(5, rng)
+    mnist = default_sources(_fake("fashion-mnist", (1, 28, 28)), shared_data).far_ood(5, rng)
+    cifar = default_sources(_fake("cifar10", (3, 32, 32)), shared_data).far_ood(5, rng)
+    assert fashion.shape == mnist.shape == (5, 1, 28, 28) and cifar.shape == (5, 3, 32, 32)
+    # grey images on three channels, each channel mapped to the pool's channel statistics
+    assert torch.corrcoef(torch.stack([cifar[:, 0].flatten(), cifar[:, 2].flatten()]))[0, 1] > 0.9999
+    assert not torch.equal(fashion, mnist)
+
+
+# ---- the artefact guard -------------------------------------------------------------------------
+def value_statistics(x: torch.Tensor) -> dict[str, np.ndarray]:
+    flat = x.flatten(1).double()
+    return {"min": flat.min(1).values.numpy(), "max": flat.max(1).values.numpy(), "mean": flat.mean(1).numpy(),
+            "std": flat.std(1).numpy(), "l2": flat.norm(dim=1).numpy()}
+
+
+def naive_artefact_auroc(x: torch.Tensor, mask: np.ndarray) -> dict[str, float]:
+    """A detector of artefacts, not a method: the AUROC of each per-sample value statistic for
+    the planted set, in whichever direction separates better, and of its distance to the
+    median (planted samples that are all alike, or all unusual, in either direction)."""
+    out = {}
+    for name, values in value_statistics(x).items():
+        for key, statistic in ((name, values), (f"|{name} - median|", np.abs(values - np.median(values)))):
+            auroc = roc_auc_score(mask, statistic)
+            out[key] = max(auroc, 1 - auroc)
+    return out
+
+
+def _mnist_like(n: int, seed: int = 0) -> torch.Tensor:
+    """Synthetic MNIST-shaped images: three thick strokes on a zero background, values in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    ends = torch.rand(n, 3, 2, 2, generator=g) * 16 + 6
+    grid = torch.stack(torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij"), -1).view(1, 1, -1, 2)
+    a, b = ends[:, :, 0].unsqueeze(2), ends[:, :, 1].unsqueeze(2)
+    t = (((grid - a) * (b - a)).sum(-1) / ((b - a) ** 2).sum(-1).clamp_min(1e-6)).clamp(0, 1)
+    dist = (grid - (a + t.unsqueeze(-1) * (b - a))).norm(dim=-1).min(1).values
+    return (2.2 - dist).clamp(0, 1).view(n, 1, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def guard_sets():
+    """(name, x, sources): digits, and MNIST (a 6000-sample subset) or, without the shared
+    data, a synthetic MNIST-shaped set with a synthetic far-ood source."""
+    from conftest import SHARED_DATA
+
+    digits = load_dataset("digits")
+    sets = [("digits", digits.x_train, default_sources(digits))]
+    if (SHARED_DATA / "MNIST" / "raw").exists() and (SHARED_DATA / "FashionMNIST" / "raw").exists():
+        mnist = load_dataset("mnist", SHARED_DATA, subset=6000)
+        sets.append(("mnist", mnist.x_train, default_sources(mnist, SHARED_DATA)))
+    else:
+        raw = _mnist_like(4000)
+        x = (raw - raw.mean()) / raw.std()
+        other = (_mnist_like(1000, seed=1).transpose(2, 3) * 0.7 - 0.3) * 2
+        sets.append(("mnist-shaped", x, PlantingSources(
+            far_ood=lambda n, rng: other[torch.as_tensor(rng.integers(0, len(other), n))])))
+    return sets
+
+
+@pytest.mark.parametrize("kind", ["near-ood", "far-ood", "atypical"])
+def test_artefact_guard_value_statistics_do_not_find_the_planted_samples(guard_sets, kind):
+    for name, x, sources in guard_sets:
+        y = torch.zeros(len(x), dtype=torch.int64)
+        planted = plant(kind, x, y, 10, 0.1, 0, sources)
+        aurocs = naive_artefact_auroc(planted.x, planted.mask)
+        print(name, kind, {k: round(v, 3) for k, v in aurocs.items()})
+        assert max(aurocs.values()) <= 0.6, (name, kind, aurocs)
+
+
+def test_the_guard_catches_a_naive_corruption(guard_sets):
+    """Noise added without value matching is found by the same detector: the guard has teeth."""
+    name, x, _ = guard_sets[-1]
+    mask = np.zeros(len(x), dtype=bool)
+    mask[np.random.default_rng(0).choice(len(x), len(x) // 10, replace=False)] = True
+    noisy = x.clone()
+    noisy[torch.as_tensor(mask)] += 0.5 * torch.randn(int(mask.sum()), *x.shape[1:], generator=torch.Generator().manual_seed(0))
+    assert max(naive_artefact_auroc(noisy, mask).values()) > 0.9
