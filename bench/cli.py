@@ -42,6 +42,9 @@ def _common(parser, results=True, leaderboards=False, plugin=True):
 def _execution(parser):
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--jobs", type=int, default=1, help="local worker processes for the training units (default 1)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of this process and of each worker (default: the cores, divided among "
+                             "the --jobs workers); CPU results are bit-for-bit reproducible at a fixed thread count")
     parser.add_argument("--executor", default="inline", choices=["inline", "local", "slurm"],
                         help="where training units run: this process (or --jobs workers), submitit's local "
                              "executor, or a SLURM cluster through submitit")
@@ -146,7 +149,7 @@ def _check_fold_classes(dataset, folds: int) -> None:
 
 def _executor(args, spec: EngineSpec):
     if args.executor == "inline":
-        return InlineExecutor() if args.jobs <= 1 else ProcessExecutor(spec, args.jobs)
+        return InlineExecutor() if args.jobs <= 1 else ProcessExecutor(spec, args.jobs, args.threads)
     params = {"timeout_min": args.slurm_time}
     if args.executor == "slurm":
         params.update({k: v for k, v in {"slurm_partition": args.slurm_partition,
@@ -157,12 +160,18 @@ def _executor(args, spec: EngineSpec):
             raise UsageError(f"--slurm-param expects KEY=VALUE, got {item!r}")
         params[key] = _value(value)
     return SubmititExecutor(spec, str(Path(args.results) / "_submitit"), args.executor, args.slurm_array_parallelism,
-                            params)
+                            params, args.threads)
 
 
 def _engine(args, dataset_name, seeds, epochs=None, **options) -> Engine:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.threads < 0:
+        raise UsageError(f"--threads must be at least 1 (or 0 for the default), got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     spec = engine_spec(args, dataset_name, seeds, epochs, **options)
     return make_engine(spec, _executor(args, spec), args.quiet)
 

@@ -45,6 +45,7 @@ class Pool:
     num_classes: int
     planted: np.ndarray | None = None  # mask of planted samples (detection track)
     spec: tuple = ()  # (kind, planting, seed): how ``Estimator.pool`` rebuilds it in another process
+    rows: np.ndarray | None = None  # the rows of the dataset's split (train, or train + test) it holds
 
     def __len__(self) -> int:
         return len(self.y)

@@ -25,7 +25,7 @@ from .context import EstimationRun, FoldPredictions, Pool
 from .data import SPLIT_SEED, Dataset
 from .dynamics import Dynamics
 from .fingerprint import estimation_fingerprint
-from .inject import PlantingSources, plant
+from .inject import PlantingSources, default_sources, plant
 from .recipes import Recipe
 from .registry import MethodFailed
 from .timing import device_name, timed
@@ -62,7 +62,9 @@ class Estimator:
     sources: PlantingSources | None = None  # what some planters need (far-ood images, a confusion matrix)
 
     def __post_init__(self):
-        if self.sources is not None and self.sources.confusion is None and self.dataset.x_train.ndim > 2:
+        if self.sources is None:
+            self.sources = default_sources(self.dataset)
+        if self.sources.confusion is None and self.dataset.x_train.ndim > 2:
             # label-pair on images follows a clean model's confusions; vectors use a fixed permutation
             self.sources = replace(self.sources, confusion=self.clean_confusion)
 
@@ -76,25 +78,28 @@ class Estimator:
         if kind == "pooled":
             x, y = self.dataset.pooled()
             return self._sized(Pool("pooled", x.to(self.device), y.to(self.device), self.dataset.num_classes,
-                                    spec=spec))
+                                    spec=spec, rows=np.arange(len(y))))
         if kind != "train":
             raise ValueError(f"unknown pool kind {kind!r}; valid: train, pooled")
         x, y = self.dataset.x_train, self.dataset.y_train
+        rows = np.arange(len(y))
         if planting is None:
             return self._sized(Pool("train", x.to(self.device), y.to(self.device), self.dataset.num_classes,
-                                    spec=spec))
+                                    spec=spec, rows=rows))
         kind_name, rate = planting
         planted = plant(kind_name, x, y, self.dataset.num_classes, rate, seed, self.sources)
         return Pool(f"{kind_name}-{rate}-s{seed}", planted.x.to(self.device), planted.y.to(self.device),
-                    self.dataset.num_classes, planted.mask, spec)
+                    self.dataset.num_classes, planted.mask, spec, rows)
 
     def _sized(self, pool: Pool) -> Pool:
         if not self.pool_size or self.pool_size >= len(pool):
             return pool
         keep, _ = train_test_split(np.arange(len(pool)), train_size=self.pool_size, stratify=pool.y.cpu().numpy(),
                                    random_state=SPLIT_SEED)
-        keep = torch.as_tensor(np.sort(keep), device=pool.x.device)
-        return Pool(f"{pool.key}-{self.pool_size}", pool.x[keep], pool.y[keep], pool.num_classes, spec=pool.spec)
+        keep = np.sort(keep)
+        index = torch.as_tensor(keep, device=pool.x.device)
+        return Pool(f"{pool.key}-{self.pool_size}", pool.x[index], pool.y[index], pool.num_classes, spec=pool.spec,
+                    rows=pool.rows[keep])
 
     def clean_confusion(self) -> np.ndarray:
         """(C, C) out-of-sample confusion counts (rows: label, columns: prediction) of the

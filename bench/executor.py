@@ -104,6 +104,7 @@ class SubmititExecutor:
     cluster: str = "slurm"
     array_parallelism: int = 16
     parameters: dict = field(default_factory=dict)
+    threads: int = 0  # torch threads per job (0: torch's default for the job's cores)
 
     def train(self, estimator, pools, needs, quiet: bool = True) -> None:
         import submitit
@@ -117,7 +118,7 @@ class SubmititExecutor:
             executor.update_parameters(slurm_array_parallelism=self.array_parallelism)
         groups = _groups(_longest_first(units), self.array_parallelism)
         with executor.batch():
-            jobs = [executor.submit(run_units, self.spec, group) for group in groups]
+            jobs = [executor.submit(run_units, self.spec, group, self.threads) for group in groups]
         for job in tqdm(jobs, desc="cluster jobs", disable=quiet):
             job.result()  # raises with the job's own traceback if it failed
 

@@ -63,10 +63,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _save_figure(figure, path: Path, meta: dict) -> None:
-    import matplotlib.pyplot as plt
-
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight",
                                                   metadata={"Software": "hardbench", "Comment": str(meta)}))
+    _close(figure)
+
+
+def _close(figure) -> None:
+    import matplotlib.pyplot as plt
+
     plt.close(figure)
 
 
@@ -104,12 +108,13 @@ def track_body(track, records: list[dict]):
     report = track.report(hardness or records)
     body, plots = report.markdown, dict(report.plots)
     if hardness and ambiguous:
-        extra = track.report(ambiguous)
-        plots.update({f"ambiguity_{k}": v for k, v in extra.plots.items()})
+        extra = track.report(ambiguous)  # its tables only: the plots are of the hardness identifiers
+        for figure in extra.plots.values():
+            _close(figure)
         body += ("\n\n## Ambiguity measures (not hardness scores)\n\nThese methods measure how *ambiguous* a "
                  "sample is (higher = more ambiguous); in their papers the hard region is low confidence with low "
                  "ambiguity. They are scored with the same metrics for reference and are not ranked.\n\n"
-                 + extra.markdown.replace("](", "](ambiguity_"))
+                 + extra.markdown)
     return body, (report.ranks if hardness else {}), plots
 
 

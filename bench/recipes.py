@@ -54,7 +54,7 @@ class Recipe:
 
 
 LENET = Recipe(model="lenet", epochs=8, batch_size=128, optimizer="adam", lr=2e-3, weight_decay=0.0,
-               schedule="cosine", fold_epochs=4)
+               schedule="cosine", fold_epochs=3)
 AIRBENCH = Recipe(model="airbench", epochs=16, batch_size=512, optimizer="sgd", lr=0.2, momentum=0.85,
                   weight_decay=5e-4, schedule="onecycle", augment="flip-translate", label_smoothing=0.2,
                   fold_epochs=10)

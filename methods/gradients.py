@@ -229,10 +229,11 @@ def hutchinson_curvature(model, x, y, n_vectors: int, generator: torch.Generator
 
 @register(higher_is_harder=True, needs={"checkpoints"}, family="gradients",
           citation="Garg, Ravikumar & Roy 2024, Memorization Through the Lens of Curvature of Loss Function Around Samples (ICML)")
-def curvature(ctx, n_vectors: int = 8):
+def curvature(ctx, n_vectors: int = 2):
     """Input-loss curvature (Garg, Ravikumar & Roy 2024): Tr(H^2) with H = d^2 CE(f(x; theta_t), y) / dx^2,
-    estimated by Hutchinson, (1/n) sum_j || H v_j ||^2 with n = 8 Rademacher v_j, averaged over the
-    kept checkpoints t (ctx.checkpoints); higher = harder (memorised, atypical).
+    estimated by Hutchinson, (1/n) sum_j || H v_j ||^2 with n = 2 fresh Rademacher v_j per checkpoint,
+    averaged over the kept checkpoints t (ctx.checkpoints; so 2 x their number of probes in all);
+    higher = harder (memorised, atypical).
 
     Variant: the paper's input-space curvature of the loss at the observed label, averaged over
     training. Deviations: exact Hessian-vector products (forward-over-reverse) instead of the

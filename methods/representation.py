@@ -1,19 +1,18 @@
 """Representation-based identifiers: geometry of the network's internal features.
 
 Penultimate features of the final model (``ctx.features``) unless stated otherwise.
-k-NN uses scikit-learn's ``NearestNeighbors``; a sample is never its own neighbour.
+k-NN searches are exact, chunked matrix products (``neighbours_excluding_self``); a sample is never its own neighbour.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.neighbors import NearestNeighbors
 
 from bench import register
 from bench.dynamics import margins
 from bench.train import predict_logits
 
-from ._common import layer_representations
+from ._common import chunks, layer_representations
 
 
 def _as_numpy(a) -> np.ndarray:
@@ -48,15 +47,29 @@ def prototypicality(ctx):
     return cosine_to_class_mean(np.asarray(ctx.features, dtype=np.float64), y, ctx.num_classes)
 
 
-def neighbours_excluding_self(features: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) indices of each sample's k nearest other samples (Euclidean). Queries k + 1
-    neighbours and drops the sample itself, or the farthest one when an exact duplicate
-    displaced it from the list."""
-    k = min(k, len(features) - 1)
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features, return_distance=False)
-    keep = idx != np.arange(len(features))[:, None]
-    keep[keep.all(axis=1), -1] = False
-    return idx[keep].reshape(len(features), k)
+#: distance-matrix entries computed at once: memory stays O(N k + this), linear in N
+DISTANCE_BUDGET = 1 << 24
+
+
+def neighbours_excluding_self(features: np.ndarray, k: int, support: np.ndarray | None = None) -> np.ndarray:
+    """(N, k) indices of each sample's k nearest other samples (Euclidean), among the rows
+    ``support`` (all rows by default). A sample is excluded from its own neighbours by
+    identity, so an exact duplicate of it still counts. Distances are computed in chunks of
+    queries with one matrix product each (||a||^2 - 2 a.b + ||b||^2), ``DISTANCE_BUDGET``
+    entries at a time; ties go to the smaller index."""
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    support = np.arange(len(x)) if support is None else np.asarray(support)
+    s = x[torch.as_tensor(support)]
+    k = min(k, len(s) - 1)
+    s_sq = s.pow(2).sum(1)
+    support_ids = torch.as_tensor(support)
+    out = []
+    for a, b in chunks(len(x), max(1, DISTANCE_BUDGET // len(s))):
+        q = x[a:b]
+        d = q.pow(2).sum(1, keepdim=True) - 2 * q @ s.T + s_sq
+        d[torch.arange(a, b)[:, None] == support_ids[None, :]] = torch.inf
+        out.append(support_ids[d.topk(k, dim=1, largest=False, sorted=True).indices])
+    return torch.cat(out).numpy()
 
 
 def knn_disagreement_scores(representation: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
@@ -78,9 +91,11 @@ def knn_disagreement(ctx, k: int = 10):
     return knn_disagreement_scores(_as_numpy(ctx.final_logits), _as_numpy(ctx.y), k)
 
 
-def knn_probe_predictions(features: np.ndarray, y: np.ndarray, num_classes: int, k: int) -> np.ndarray:
-    """Majority label among each sample's k nearest other samples (ties: the smallest class)."""
-    neighbours = neighbours_excluding_self(features, k)
+def knn_probe_predictions(features: np.ndarray, y: np.ndarray, num_classes: int, k: int,
+                          support: np.ndarray | None = None) -> np.ndarray:
+    """Majority label among each sample's k nearest other samples of ``support`` (default all;
+    ties: the smallest class)."""
+    neighbours = neighbours_excluding_self(features, k, support)
     votes = (y[neighbours][:, :, None] == np.arange(num_classes)).sum(axis=1)
     return votes.argmax(axis=1)
 
@@ -93,10 +108,14 @@ def depth_from_agreement(agree: np.ndarray) -> np.ndarray:
     return agree.shape[1] - suffix.sum(axis=1)
 
 
+#: the k-NN probes of prediction depth are fit on at most this many samples (a seeded random subset)
+PROBE_SUPPORT = 8192
+
+
 def prediction_depths(layers: list[np.ndarray], y: np.ndarray, final_pred: np.ndarray, num_classes: int,
-                      k: int = 30) -> np.ndarray:
-    probes = np.stack([knn_probe_predictions(np.asarray(h, dtype=np.float32), y, num_classes, k) for h in layers],
-                      axis=1)
+                      k: int = 30, support: np.ndarray | None = None) -> np.ndarray:
+    probes = np.stack([knn_probe_predictions(np.asarray(h, dtype=np.float32), y, num_classes, k, support)
+                       for h in layers], axis=1)
     return depth_from_agreement(probes == final_pred[:, None])
 
 
@@ -112,10 +131,14 @@ def prediction_depth(ctx, k: int = 30):
     sample's own label is never read (it is excluded from its own neighbours), only the labels of
     its neighbours. Deviations: a sample is never its own neighbour (the pool is both the probes'
     support and the scored set); feature maps wider than 4096 values are average-pooled spatially
-    before the probe, to keep k-NN affordable."""
+    before the probe, and pools larger than PROBE_SUPPORT = 8192 samples fit the probes on a
+    seeded random subset of that many (every sample is still scored), to keep k-NN affordable."""
     layers = [_as_numpy(h) for h in layer_representations(ctx.final_model, ctx.x)]
     final_pred = _as_numpy(ctx.final_logits.argmax(dim=1))
-    return prediction_depths(layers, _as_numpy(ctx.y), final_pred, ctx.num_classes, k).astype(float)
+    n = len(final_pred)
+    support = (None if n <= PROBE_SUPPORT
+               else np.sort(np.random.default_rng([ctx.seed, 0xDE97]).choice(n, PROBE_SUPPORT, replace=False)))
+    return prediction_depths(layers, _as_numpy(ctx.y), final_pred, ctx.num_classes, k, support).astype(float)
 
 
 def normalised_class_radii(h: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:

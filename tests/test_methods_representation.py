@@ -148,3 +148,20 @@ def test_stragglers_method_on_constructed_checkpoints():
     scores = np.asarray(get_method("stragglers").fn(ctx))
     # early logits: sample 0 -> [1, 1.5] wrong; sample 1 -> [2, 1.5] right; class 1 always right
     np.testing.assert_array_equal(scores > 1, [True, False, False, False])
+
+
+def test_chunked_neighbours_equal_scikit_learns_and_respect_the_support(monkeypatch):
+    from sklearn.neighbors import NearestNeighbors
+
+    import methods.representation as rep
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(300, 5)).astype(np.float32)
+    monkeypatch.setattr(rep, "DISTANCE_BUDGET", 300 * 7)  # many small chunks
+    ours = rep.neighbours_excluding_self(features, 4)
+    reference = NearestNeighbors(n_neighbors=5).fit(features).kneighbors(features, return_distance=False)[:, 1:]
+    assert (np.sort(ours, 1) == np.sort(reference, 1)).mean() > 0.99  # equal up to float ties
+    support = np.arange(0, 300, 3)
+    restricted = rep.neighbours_excluding_self(features, 4, support)
+    assert np.isin(restricted, support).all()
+    assert (restricted != np.arange(300)[:, None]).all()  # never itself, also when it is in the support

@@ -246,8 +246,7 @@ def test_reference_with_pool_size_follows_the_kept_rows(tmp_path, oracle_registr
     engine = _engine(data, ["row_id"], tmp_path / "results", seeds=(0,), pool_size=200)
     pool = engine.pool("train")
     assert len(pool) == 200
-    rows = reference.pool_rows(engine, pool)
-    assert torch.equal(pool.x.cpu(), data.x_train[torch.as_tensor(rows)])
+    assert torch.equal(pool.x.cpu(), data.x_train[torch.as_tensor(pool.rows)])
     reference.run(engine)
     (record,) = engine.store.records(data.key, "reference")
     assert record["metrics"]["spearman"] == pytest.approx(1.0) and record["metrics"]["auprc"] == pytest.approx(1.0)
@@ -269,7 +268,7 @@ def test_detection_profiles(tmp_path):
         detection.configs(engine)
 
 
-def test_label_pair_confusion_is_computed_out_of_sample_and_cached(tmp_path):
+def test_label_pair_confusion_comes_from_the_cached_k_fold_models(tmp_path):
     g = torch.Generator().manual_seed(0)
     y = torch.arange(120) % 3
     x = torch.randn(120, 1, 6, 6, generator=g) + y.view(-1, 1, 1, 1).float()
@@ -277,9 +276,8 @@ def test_label_pair_confusion_is_computed_out_of_sample_and_cached(tmp_path):
     registry.load_builtin_methods()
     engine = _engine(data, ["random"], tmp_path, seeds=(0,))
     pool = detection.detection_pool(engine, {"type": "label-pair", "rate": 0.2}, 0)
-    cached = list((tmp_path / "tiny" / "_confusion").glob("*.npz"))
-    assert len(cached) == 1
-    confusion = np.load(cached[0])["confusion"]
+    assert len(list(tmp_path.glob("tiny/_estimation/train/*/seed0-folds/folds.npz"))) == 1  # the K-fold models
+    confusion = engine.estimator.clean_confusion()
     assert confusion.sum() == 120  # every sample predicted once, by a model that did not train on it
     moved = torch.as_tensor(pool.planted)
     assert torch.equal(pool.y[moved], torch.as_tensor(most_confused(confusion))[y[moved]])

@@ -88,6 +88,9 @@ def test_pack_and_network_from_layers_are_exact():
         assert np.array_equal(w, w2) and np.array_equal(b, b2)
 
 
+METHODS = "aum,random,loss,margin_final"
+
+
 def _records(root, dataset="moons"):
     return [json.loads(p.read_text()) for p in sorted((root / dataset / "geometry").glob("*/*/seed*.json"))]
 
@@ -95,7 +98,7 @@ def _records(root, dataset="moons"):
 def test_moons_end_to_end(tmp_path):
     results, boards = tmp_path / "results", tmp_path / "leaderboards"
     with single_thread():
-        run_cli_in_process("run", "--dataset", "moons", "--tracks", "geometry", "--methods", "aum,random,loss,margin_final",
+        run_cli_in_process("run", "--dataset", "moons", "--tracks", "geometry", "--methods", METHODS,
                            "--seeds", "2", "--epochs", "15", "--results", str(results), "--leaderboards", str(boards),
                            "--quiet")
     records = _records(results)
@@ -126,7 +129,7 @@ def test_moons_end_to_end(tmp_path):
     assert "as above" in ambiguous.markdown and not ambiguous.plots  # the leaderboard's second table
     stamps = {p: p.stat().st_mtime_ns for p in (results / "moons" / "geometry").glob("*/*/seed*.json")}
     with single_thread():  # a rerun finds every record done and writes none
-        run_cli_in_process("run", "--dataset", "moons", "--tracks", "geometry", "--methods", "aum,random,loss,margin_final",
+        run_cli_in_process("run", "--dataset", "moons", "--tracks", "geometry", "--methods", METHODS,
                            "--seeds", "2", "--epochs", "15", "--results", str(results), "--no-report", "--quiet")
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 

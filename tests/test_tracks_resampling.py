@@ -4,6 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
+from bench.errors import UsageError
 from scipy.stats import ttest_rel
 
 from bench.tracks import resampling
@@ -54,11 +56,11 @@ def test_option_values_from_the_command_line():
 
 
 def test_holdout_without_pruning_is_refused_clearly():
-    with pytest.raises(ValueError, match="holdout.*prun"):
+    with pytest.raises(UsageError, match="holdout.*prun"):
         _opts(fillers=["duplicate", "holdout"])
-    with pytest.raises(ValueError, match="prune fractions"):
+    with pytest.raises(UsageError, match="prune fractions"):
         _opts(prune=[1.5])
-    with pytest.raises(ValueError, match="unknown resampling filler or control 'reversed'"):
+    with pytest.raises(UsageError, match="unknown resampling filler or control 'reversed'"):
         _opts(controls=["reversed"])
 
 

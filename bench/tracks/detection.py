@@ -76,10 +76,8 @@ def configs(engine) -> list[dict]:
 def detection_pool(engine, config: dict, seed: int) -> Pool:
     """The pool of one (type, rate, seed) cell, with its positives in ``pool.planted``."""
     if config["type"] == REAL:
-        from .reference import pool_rows
-
         pool = engine.pool("train")
-        clean = engine.dataset.y_clean_train[torch.as_tensor(pool_rows(engine, pool))]
+        clean = engine.dataset.y_clean_train[torch.as_tensor(pool.rows)]
         return replace(pool, planted=(pool.y.cpu() != clean).numpy())
     return engine.pool("train", (config["type"], config["rate"]), seed)
 

@@ -24,9 +24,13 @@ space. Every record carries the seed's geometry facts (``geometry``: regions, re
 hidden layer, boundary segments and length, misclassified share, the share of samples
 whose distance is certified global, extraction seconds); seed 0's records carry the
 method's hard set (``hard_set``: pool indices), and one seed-0 record per run (``random``'s
-where it ran) the ``drawing`` the plots need: the network's layers, the pool's points and
-labels, the box and the ground truth's hard set, packed as base64 arrays (``pack``). The
-report re-extracts the regions from those layers (exact, ~1 s for ~20,000 regions).
+where it ran, else the first hardness method's) the ``drawing`` the plots need: the
+network's layers, the pool's points and labels, the box and the ground truth's hard set,
+arrays packed as base64 (``pack``; ~30 kB for moons, ~65 kB for spirals). The report
+re-extracts the regions from those layers (exact; ~1 s for ~20,000 regions) and draws
+``geometry_regions_*.png`` (seed 0: class cells, region edges, boundary, data),
+``geometry_hard_sets_*.png`` (one panel per method and one for the ground truth, the
+hardest q circled) and ``geometry_regions_per_layer_*.png`` (bars per seed).
 
 A sample's distance is *certified* when it is at most the sample's distance to the box
 border: no boundary point outside the box can then be nearer. The default margin 0.5
@@ -263,7 +267,8 @@ def _facts_table(cell: list[dict]) -> str:
              f"{f['boundary_length']:.3f}", f"{100 * f['misclassified']:.1f}", f"{100 * f['certified']:.1f}",
              f"{f['extraction_seconds']:.2f}"] for seed, f in sorted(facts.items())]
     box = next(iter(facts.values()))["box"] if facts else None
-    where = f" Box (normalised inputs): x ∈ [{box[0]:.2f}, {box[1]:.2f}], y ∈ [{box[2]:.2f}, {box[3]:.2f}]." if box else ""
+    where = (f" Box (normalised inputs): x ∈ [{box[0]:.2f}, {box[1]:.2f}], y ∈ [{box[2]:.2f}, {box[3]:.2f}]."
+             if box else "")
     return ("Geometry of each seed's network: linear regions in the box (after each hidden layer), decision-boundary "
             "segments and length, the share of pool samples it misclassifies, the share whose distance is certified "
             "global (at most the distance to the box border), and the extraction time (regions + boundary, CPU)."

@@ -12,7 +12,7 @@ harder) on the train-split pool are compared with it, per estimation seed:
   the positives' share.
 
 The pool is the train pool every track uses (``--subset`` and ``--pool-size`` aware): the
-reference follows the same rows (``pool_rows``). A dataset without a reference gets no
+reference follows the same rows (``Pool.rows``). A dataset without a reference gets no
 records, and the track says so once.
 """
 from __future__ import annotations
@@ -38,30 +38,6 @@ _TOLD: set = set()
 
 def options(engine) -> dict:
     return track_options(engine, NAME, DEFAULTS, PROFILES)
-
-
-def pool_rows(engine, pool) -> np.ndarray:
-    """The rows of ``engine.dataset``'s train split that make up the train pool ``pool``:
-    all of them, or the stratified subset ``--pool-size`` keeps (the same draw as the
-    engine: ``train_test_split`` with ``SPLIT_SEED``). Checked against the pool's labels and
-    inputs; a mismatch raises rather than misaligning the reference."""
-    from sklearn.model_selection import train_test_split
-
-    from ..data import SPLIT_SEED
-
-    data = engine.dataset
-    n = len(data.y_train)
-    if len(pool) == n:
-        rows = np.arange(n)
-    else:
-        keep, _ = train_test_split(np.arange(n), train_size=len(pool), stratify=data.y_train.numpy(),
-                                   random_state=SPLIT_SEED)
-        rows = np.sort(keep)
-    index = torch.as_tensor(rows)
-    if not (torch.equal(pool.y.cpu(), data.y_train[index]) and torch.equal(pool.x.cpu(), data.x_train[index])):
-        raise RuntimeError(f"cannot align pool {pool.key!r} ({len(pool)} samples) with the rows of the "
-                           f"{data.name} train split; the per-sample reference would be misaligned")
-    return rows
 
 
 def reference_metrics(scores: np.ndarray, reference: np.ndarray, q: float = 0.1) -> dict[str, float]:
@@ -90,7 +66,7 @@ def run(engine) -> None:
     todo = {seed: [m.name for m in engine.methods if not _done(engine, config, m.name, seed)] for seed in engine.seeds}
     if not any(todo.values()):
         return
-    reference = hardness[torch.as_tensor(pool_rows(engine, pool))].numpy()
+    reference = hardness[torch.as_tensor(pool.rows)].numpy()
     for seed, names in todo.items():
         if not names:
             continue

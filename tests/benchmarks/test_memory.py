@@ -1,14 +1,14 @@
 """Memory bounds, measured (run with ``python -m pytest tests/benchmarks --benchmark-enable``).
 
 Two instruments:
-- ``tracemalloc`` for numpy and scikit-learn (numpy reports its array buffers to it): the exact
-  peak of traced bytes during a call, in this process;
+- ``tracemalloc`` for numpy (numpy reports its array buffers to it): the exact peak of traced
+  bytes during a call, in this process;
 - the peak resident set size of a fresh subprocess (``VmHWM`` in ``/proc/self/status``, reset by
   writing 5 to ``/proc/self/clear_refs`` right before the measured call, after a warm-up call on
   a few samples has loaded every lazy import and thread pool), for anything that allocates
-  through torch, whose CPU allocator ``tracemalloc`` does not see. The larger size of a pair is
-  never measured in the process that ran the smaller one, so memory an allocator kept from one
-  call cannot hide the next call's growth.
+  through torch, whose CPU allocator ``tracemalloc`` does not see. glibc is told to map every
+  block of 64 KiB or more on its own and to return it when freed, so the RSS follows what is live
+  (repeated runs agree to 0.1%); each size runs in its own process.
 
 (a) ``DynamicsRecorder`` at N = 50,000, C = 100, E = 200, driven with synthetic logits batch by
     batch for epochs 1, 2 and E (its (N, E) buffers are preallocated, so later epochs add nothing):
@@ -22,13 +22,13 @@ Two instruments:
     (variability's deviations, Data-IQ's p(1 - p)), never a copy of the dynamics.
 (c) Neighbour searches and per-layer representations grow linearly in N: peak memory at 2N is at
     most ``LINEAR`` = 2.5 times the peak at N (an N x N matrix gives ~4; a control check with a
-    full pairwise-distance matrix shows the harness sees that). The numpy/scikit-learn helpers of
-    ``methods.representation`` by tracemalloc at N = 4000 and 8000, with 10 features (scikit-learn
-    picks a k-d tree) and 64 (brute force, its chunked ``ArgKmin``, whose C++ buffers tracemalloc
-    does not see); so the registered methods end to end (prediction_depth, knn_disagreement,
-    prototypicality; an MLP 784-256-256-10, N = 2000 and 4000) and ``layer_representations`` (LeNet,
-    N = 8000 and 16000) by peak RSS, at sizes where an N x N float32 matrix would outweigh the
-    fixed cost of a run.
+    full pairwise-distance matrix shows the harness sees that). The k-NN search
+    (``neighbours_excluding_self``) computes ``DISTANCE_BUDGET`` = 2^24 distances at a time, so its
+    memory is O(N k) plus a bounded chunk; below N = 4096 one chunk holds all N x N distances and
+    memory grows quadratically up to that bound, so the search, the k-NN helpers and the registered
+    methods (prediction_depth, knn_disagreement, prototypicality; an MLP 64-64-64-10) are measured
+    at N = 8192 and 16384, where the chunking is in force; ``layer_representations`` with LeNet at
+    N = 8000 and 16000; numpy-only parts (class-mean cosine, k-NN vote count) also by tracemalloc.
 """
 from __future__ import annotations
 
@@ -91,7 +91,10 @@ def subprocess_peak(probe: str, n: int) -> dict:
     ``n``; returns {"peak": peak RSS growth in bytes, "held": RSS growth still held after, ...extra}."""
     code = (f"import sys; sys.path[:0] = [{str(TESTS)!r}, {str(ROOT)!r}]; "
             f"from benchmarks.test_memory import _probe_main; _probe_main({probe!r}, {n})")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+           # glibc: every block of 64 KiB or more its own mapping, returned when freed, so that the RSS
+           # follows what is live (otherwise freed heap pages are reused unseen and peaks drift by ~20%)
+           "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -159,16 +162,17 @@ def _recorder_probe(n):
 
 
 def _mlp_context(n):
-    """A context over an untrained MLP 784-256-256-10 on random MNIST-shaped inputs (its
-    checkpoint at the last epoch is the final model)."""
+    """A context over an untrained MLP 64-64-64-10 on random digits-shaped (8x8) inputs (its
+    checkpoint at the last epoch is the final model): small layers keep the k-NN arithmetic of
+    2 x 16k samples short; the distance chunks, not the widths, are what is measured."""
     from bench.recipes import Recipe
     from methods_support import make_context
 
     g = torch.Generator().manual_seed(0)
-    recipe = Recipe(model="mlp", model_kwargs={"hidden": [256, 256]}, epochs=1)
+    recipe = Recipe(model="mlp", model_kwargs={"hidden": [64, 64]}, epochs=1)
     torch.manual_seed(0)
-    state = recipe.build((1, 28, 28), 10).state_dict()
-    x, y = torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+    state = recipe.build((1, 8, 8), 10).state_dict()
+    x, y = torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
     return make_context(x, y, 10, recipe=recipe, checkpoints={1: state})
 
 
@@ -200,8 +204,32 @@ def _layers_probe(n):
     return call
 
 
+def _helper_probe(name, d=16, k=30, num_classes=10):
+    def probe(n):
+        from methods import representation as rep
+
+        rng = np.random.default_rng(n)
+        x, y = rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, num_classes, n)
+        calls = {
+            "neighbours_excluding_self": lambda: rep.neighbours_excluding_self(x, k),
+            "knn_probe_predictions": lambda: rep.knn_probe_predictions(x, y, num_classes, k),
+            "knn_disagreement_scores": lambda: rep.knn_disagreement_scores(x, y, 10),
+            "cosine_to_class_mean": lambda: rep.cosine_to_class_mean(x.astype(np.float64), y, num_classes),
+            # the control: every pairwise distance at once, as an unchunked search would hold them
+            "full_distances": lambda: torch.cdist(torch.as_tensor(x), torch.as_tensor(x)).topk(k, 1, largest=False),
+        }
+
+        def call():
+            calls[name]()
+        return call
+    return probe
+
+
 PROBES = {"recorder": _recorder_probe, "layer_representations": _layers_probe,
-          **{name: _method_probe(name) for name in ("prediction_depth", "knn_disagreement", "prototypicality")}}
+          **{name: _method_probe(name) for name in ("prediction_depth", "knn_disagreement", "prototypicality")},
+          **{name: _helper_probe(name) for name in ("neighbours_excluding_self", "knn_probe_predictions",
+                                                    "knn_disagreement_scores", "cosine_to_class_mean",
+                                                    "full_distances")}}
 
 
 # ---- (a) the dynamics recorder --------------------------------------------------------------------
@@ -279,52 +307,43 @@ def test_dynamics_methods_allocate_at_most_one_temporary(large_run, name):
 
 
 # ---- (c) linear growth in N ---------------------------------------------------------------------
-def _helper_calls(d: int, k: int = 30, num_classes: int = 10):
-    from methods.representation import (cosine_to_class_mean, knn_disagreement_scores, knn_probe_predictions,
-                                         neighbours_excluding_self)
-
-    return {
-        "neighbours_excluding_self": lambda x, y: neighbours_excluding_self(x, k),
-        "knn_probe_predictions": lambda x, y: knn_probe_predictions(x, y, num_classes, k),
-        "knn_disagreement_scores": lambda x, y: knn_disagreement_scores(x, y, 10),
-        "cosine_to_class_mean": lambda x, y: cosine_to_class_mean(x.astype(np.float64), y, num_classes),
-    }
-
-
-def _traced_at(fn, n: int, d: int) -> int:
-    rng = np.random.default_rng(n)
-    x, y = rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, 10, n)
-    return traced_peak(lambda: fn(x, y))[0]
-
-
-@pytest.mark.parametrize("d", [10, 64], ids=["d10-kdtree", "d64-brute"])  # sklearn: a k-d tree up to 15 features
-@pytest.mark.parametrize("helper", list(_helper_calls(1)))
-def test_representation_helpers_grow_linearly(helper, d):
-    fn = _helper_calls(d)[helper]
-    fn(*[np.random.default_rng(0).normal(size=(64, d)).astype(np.float32), np.arange(64) % 10])  # warm-up
-    n = 4000
-    big, small = _traced_at(fn, 2 * n, d), _traced_at(fn, n, d)
-    ratio = big / small
-    print(f"\n{helper} (d={d}): traced peak {small / MB:.2f} MB at N={n}, {big / MB:.2f} MB at 2N; ratio {ratio:.2f}")
-    assert ratio <= LINEAR
-
-
-def test_harness_sees_quadratic_memory():
-    """Control: a full N x N distance matrix, measured the same way, gives a ratio near 4."""
-    from sklearn.metrics import pairwise_distances
-
-    fn = lambda x, y: pairwise_distances(x).argsort(axis=1)[:, 1:31]  # noqa: E731
-    n = 2000
-    big, small = _traced_at(fn, 2 * n, 64), _traced_at(fn, n, 64)
-    print(f"\nfull pairwise distances: {small / MB:.1f} MB at N={n}, {big / MB:.1f} MB at 2N; ratio {big / small:.2f}")
-    assert big / small > 3.5
-
-
-@pytest.mark.parametrize("probe,n", [("layer_representations", 8000), ("prediction_depth", 2000),
-                                     ("knn_disagreement", 2000), ("prototypicality", 2000)])
-def test_representation_methods_grow_linearly(rss_peak, probe, n):
+@pytest.mark.parametrize("probe,n", [
+    ("neighbours_excluding_self", 8192), ("knn_probe_predictions", 8192), ("knn_disagreement_scores", 8192),
+    ("cosine_to_class_mean", 8192), ("layer_representations", 8000),
+    ("prediction_depth", 8192), ("knn_disagreement", 8192), ("prototypicality", 8192)])
+def test_representations_grow_linearly(rss_peak, probe, n):
     big, small = subprocess_peak(probe, 2 * n), subprocess_peak(probe, n)
     ratio = big["peak"] / small["peak"]
     print(f"\n{probe}: peak RSS growth {small['peak'] / MB:.1f} MB at N={n}, {big['peak'] / MB:.1f} MB at 2N; "
           f"ratio {ratio:.2f}")
     assert ratio <= LINEAR
+
+
+def test_harness_sees_quadratic_memory(rss_peak):
+    """Control: a full N x N distance matrix, measured the same way, gives a ratio near 4."""
+    n = 4096
+    big, small = subprocess_peak("full_distances", 2 * n), subprocess_peak("full_distances", n)
+    ratio = big["peak"] / small["peak"]
+    print(f"\nfull N x N distances: {small['peak'] / MB:.1f} MB at N={n}, {big['peak'] / MB:.1f} MB at 2N; "
+          f"ratio {ratio:.2f}")
+    assert ratio > 3.5
+
+
+def test_numpy_helpers_grow_linearly_traced():
+    """The numpy parts by tracemalloc, exactly: the class-mean cosine and the k-NN vote count."""
+    from methods.representation import cosine_to_class_mean, knn_disagreement_scores
+
+    def traced_at(n):
+        rng = np.random.default_rng(n)
+        x, y = rng.normal(size=(n, 16)), rng.integers(0, 10, n)
+        neighbours = rng.integers(0, n, (n, 30))
+        votes = traced_peak(lambda: (y[neighbours][:, :, None] == np.arange(10)).sum(axis=1).argmax(axis=1))[0]
+        return traced_peak(lambda: cosine_to_class_mean(x, y, 10))[0], votes
+
+    knn_disagreement_scores(np.zeros((64, 4), np.float32), np.arange(64) % 10, 10)  # warm-up
+    n = 8192
+    (cos_small, votes_small), (cos_big, votes_big) = traced_at(n), traced_at(2 * n)
+    print(f"\ncosine_to_class_mean: traced {cos_small / MB:.2f} -> {cos_big / MB:.2f} MB (ratio "
+          f"{cos_big / cos_small:.2f}); k-NN votes: {votes_small / MB:.2f} -> {votes_big / MB:.2f} MB "
+          f"(ratio {votes_big / votes_small:.2f})")
+    assert cos_big / cos_small <= LINEAR and votes_big / votes_small <= LINEAR

@@ -3,7 +3,9 @@
 For each workload, one test measures three variants in one run, interleaved round by round
 (see ``_timing.interleaved``), and asserts two ratios of minimum times:
 - recording overhead: ``train(record=True)`` (the benchmark) vs ``train(record=False)``,
-  at most 5% slower;
+  at most 5% slower. Measured: digits-mlp ~3.4% (60 alternating runs each, CPU time: the
+  recorder's own calls take ~4 ms of a ~120 ms run), the conv nets < 1%; single runs of this test
+  under a load average of 4-9 read between -3% and +7% for the MLP: re-run a failure once before calling it real;
 - our device-resident trainer, recording dynamics, vs a plain shuffling ``DataLoader`` loop over
   the same tensors, model and optimiser that records nothing: the loop's time / ours must reach
   ``MIN_SPEEDUP[workload]``. The gain is the DataLoader's per-sample indexing and collation, so
@@ -41,11 +43,11 @@ WORKLOADS = {
     "mnist-lenet": lambda: (_random_images(2048), replace(RECIPES["mnist"], epochs=1)),
     "mnist-shaped-cnn": lambda: (_random_images(512), Recipe(model="cnn", epochs=1, batch_size=128, checkpoints=1)),
 }
-ROUNDS = {"digits-mlp": 20, "mnist-lenet": 15, "mnist-shaped-cnn": 5}
+ROUNDS = {"digits-mlp": 30, "mnist-lenet": 15, "mnist-shaped-cnn": 8}
 MAX_RECORDING_OVERHEAD = 0.05
 #: DataLoader loop time / ours (recording), measured on a shared 2-core CPU, one thread, CPU time
-#: (min of N): digits-mlp 1.08-1.24x; mnist-lenet 1.02-1.08x on a quieter machine, 0.85-0.93x in
-#: two runs under a load average of 9; mnist-shaped-cnn 0.98-1.10x. For the conv nets the
+#: (min of N): digits-mlp 1.08-1.24x; mnist-lenet 0.95-1.08x (0.85-0.93x in two runs with fewer
+#: rounds under a load average of 9); mnist-shaped-cnn 0.94-1.10x. For the conv nets the
 #: convolutions are the time and the DataLoader's collation ~2-4% of it: the claim there is parity,
 #: asserted with 5% for timing noise.
 MIN_SPEEDUP = {"digits-mlp": 1.05, "mnist-lenet": 0.95, "mnist-shaped-cnn": 0.95}
