@@ -16,7 +16,6 @@ tensors, so a unit is a few bytes.
 """
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -130,7 +129,6 @@ def _longest_first(units: list[Unit]) -> list[Unit]:
 
 
 def _groups(units: list[Unit], count: int) -> list[list[Unit]]:
-    """At most ``count`` groups, dealt round-robin so that long and short units mix."""
+    """At most ``count`` non-empty groups, dealt round-robin so that long and short units mix."""
     count = max(1, min(count, len(units)))
-    size = math.ceil(len(units) / count)
-    return [units[i::count] for i in range(count)][: math.ceil(len(units) / size)]
+    return [units[i::count] for i in range(count)]
