@@ -58,11 +58,10 @@ def neighbours_excluding_self(features: np.ndarray, k: int, support: np.ndarray 
     queries with one matrix product each (||a||^2 - 2 a.b + ||b||^2), ``DISTANCE_BUDGET``
     entries at a time; ties go to the smaller index."""
     x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-    support = np.arange(len(x)) if support is None else np.asarray(support)
-    s = x[torch.as_tensor(support)]
+    support_ids = torch.arange(len(x)) if support is None else torch.as_tensor(np.asarray(support))
+    s = x[support_ids]
     k = min(k, len(s) - 1)
     s_sq = s.pow(2).sum(1)
-    support_ids = torch.as_tensor(support)
     out = []
     for a, b in chunks(len(x), max(1, DISTANCE_BUDGET // len(s))):
         q = x[a:b]
