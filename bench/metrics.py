@@ -24,6 +24,19 @@ def detection_metrics(scores: np.ndarray, planted: np.ndarray) -> dict[str, floa
     }
 
 
+def agreement_metrics(scores: np.ndarray, truth: np.ndarray, q: float = 0.1) -> dict[str, float]:
+    """How oriented scores agree with a ground-truth hardness (higher = harder): Spearman and
+    Kendall (tau-b) rank correlations, AUPRC of the scores for the truth's hardest q (its
+    ``hard_set``) and that set's share as the AUPRC ``baseline``."""
+    scores, truth = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
+    positives = np.zeros(len(truth), dtype=bool)
+    positives[hard_set(truth, q)] = True
+    return {"spearman": float(stats.spearmanr(scores, truth).statistic),
+            "kendall": float(stats.kendalltau(scores, truth).statistic),
+            "auprc": float(average_precision_score(positives, scores)),
+            "baseline": float(positives.mean())}
+
+
 def top_k(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """Sorted indices of the k highest scores, ties broken by a seeded random order."""
     tiebreak = np.random.default_rng(seed).permutation(len(scores))

@@ -14,10 +14,10 @@ from bench.data import Dataset, DatasetNotFound, load_cifar_n, load_cifar_n_labe
 from bench.engine import Engine
 from bench.errors import UnknownName
 from bench.inject import most_confused
+from bench.metrics import agreement_metrics
 from bench.recipes import Recipe
 from bench.store import Store
 from bench.tracks import TRACKS, detection, reference
-from bench.tracks.reference import reference_metrics
 
 
 # ---- fixtures -------------------------------------------------------------------------------
@@ -183,12 +183,12 @@ def test_real_mnist_cscores_follow_the_subset(shared_data):
 
 
 # ---- reference metrics and track ------------------------------------------------------------------------
-def test_reference_metrics():
+def test_agreement_metrics():
     reference = np.arange(200, dtype=float)
-    perfect = reference_metrics(reference * 3 + 1, reference)
+    perfect = agreement_metrics(reference * 3 + 1, reference)
     assert perfect["spearman"] == pytest.approx(1) and perfect["kendall"] == pytest.approx(1)
     assert perfect["auprc"] == pytest.approx(1) and perfect["baseline"] == pytest.approx(0.1)
-    reverse = reference_metrics(-reference, reference)
+    reverse = agreement_metrics(-reference, reference)
     assert reverse["spearman"] == pytest.approx(-1) and reverse["auprc"] < 0.1
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from bench.cli import main
 from bench.errors import UsageError
+from bench.metrics import agreement_metrics
 from bench.recipes import RECIPES, Recipe
 from bench.tracks import TRACKS
 from bench.tracks import geometry as track
@@ -50,9 +51,10 @@ def test_certified_share_counts_points_nearer_the_border_than_the_boundary():
 def test_metrics_against_the_ground_truth():
     rng = np.random.default_rng(0)
     hardness = rng.normal(size=200)
-    perfect = track.geometry_metrics(hardness, hardness, 0.1)
-    assert perfect == {"spearman": pytest.approx(1.0), "auprc": pytest.approx(1.0), "baseline": 0.1}
-    reverse = track.geometry_metrics(-hardness, hardness, 0.1)
+    perfect = agreement_metrics(hardness, hardness, 0.1)
+    assert perfect == {"spearman": pytest.approx(1.0), "kendall": pytest.approx(1.0), "auprc": pytest.approx(1.0),
+                       "baseline": 0.1}
+    reverse = agreement_metrics(-hardness, hardness, 0.1)
     assert reverse["spearman"] == pytest.approx(-1.0) and reverse["auprc"] < 0.1  # never flipped
 
 

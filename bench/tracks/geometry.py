@@ -14,7 +14,7 @@ so misclassified samples far from the boundary are hardest and correctly classif
 samples far from it easiest. Each method's oriented scores (higher = harder) of seed s are
 compared with the ground truth of the network of the same seed:
 
-- ``spearman``: Spearman rank correlation with h (positive = agrees);
+- ``spearman``, ``kendall``: rank correlations with h (positive = agrees);
 - ``auprc``: AUPRC of the scores for the ground truth's hardest ``q`` (default 10%: the
   ceil(q N) highest h, ties in a seeded random order; sklearn ``average_precision_score``);
   ``baseline`` is the positives' share (≈ q).
@@ -51,13 +51,11 @@ import time
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score
 from tabulate import tabulate
 
 from .. import geometry
 from ..errors import UsageError
-from ..metrics import format_ci, hard_set, mean_ci
+from ..metrics import agreement_metrics, format_ci, hard_set, mean_ci
 from .base import Report, group, ranks_by, track_options
 
 log = logging.getLogger("bench")
@@ -108,16 +106,6 @@ def ground_truth(model, points: np.ndarray, labels: np.ndarray, box) -> dict | N
              "misclassified": float((hardness > 0).mean()), "certified": float((np.abs(hardness) <= to_border).mean()),
              "extraction_seconds": round(seconds, 4), "box": [float(v) for v in regions.box]}
     return {"hardness": hardness, "facts": facts, "regions": regions, "boundary": boundary}
-
-
-def geometry_metrics(scores: np.ndarray, hardness: np.ndarray, q: float = 0.1) -> dict[str, float]:
-    """Spearman correlation of oriented scores with the ground-truth hardness, and AUPRC of
-    the scores for the ground truth's hardest q."""
-    scores, hardness = np.asarray(scores, dtype=float), np.asarray(hardness, dtype=float)
-    positives = np.zeros(len(hardness), dtype=bool)
-    positives[hard_set(hardness, q)] = True
-    return {"spearman": float(spearmanr(scores, hardness).statistic),
-            "auprc": float(average_precision_score(positives, scores)), "baseline": float(positives.mean())}
 
 
 # ---- packing arrays into records ------------------------------------------------------
@@ -196,7 +184,7 @@ def run(engine) -> None:
                 extra["hard_set"] = [int(i) for i in hard_set(result.scores, q)]
                 if name == holder:
                     extra["drawing"] = _drawing(truth["regions"], points, labels, hard_set(truth["hardness"], q))
-            engine.write_record(NAME, config, name, seed, geometry_metrics(result.scores, truth["hardness"], q),
+            engine.write_record(NAME, config, name, seed, agreement_metrics(result.scores, truth["hardness"], q),
                                 **extra)
 
 

@@ -21,11 +21,9 @@ import logging
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau, spearmanr
-from sklearn.metrics import average_precision_score
 from tabulate import tabulate
 
-from ..metrics import format_ci, hard_set, mean_ci
+from ..metrics import agreement_metrics, format_ci, mean_ci
 from .base import Report, group, ranks_by, track_options
 
 log = logging.getLogger("bench")
@@ -38,18 +36,6 @@ _TOLD: set = set()
 
 def options(engine) -> dict:
     return track_options(engine, NAME, DEFAULTS, PROFILES)
-
-
-def reference_metrics(scores: np.ndarray, reference: np.ndarray, q: float = 0.1) -> dict[str, float]:
-    """Spearman and Kendall correlation of oriented scores with the reference hardness,
-    and AUPRC of the scores for the reference's hardest q."""
-    scores, reference = np.asarray(scores, dtype=float), np.asarray(reference, dtype=float)
-    positives = np.zeros(len(reference), dtype=bool)
-    positives[hard_set(reference, q)] = True
-    return {"spearman": float(spearmanr(scores, reference).statistic),
-            "kendall": float(kendalltau(scores, reference).statistic),
-            "auprc": float(average_precision_score(positives, scores)),
-            "baseline": float(positives.mean())}
 
 
 def run(engine) -> None:
@@ -73,7 +59,7 @@ def run(engine) -> None:
         scores = engine.scores(pool, seed)
         for name in names:
             if scores[name].status == "ok":
-                engine.write_record(NAME, config, name, seed, reference_metrics(scores[name].scores, reference, q),
+                engine.write_record(NAME, config, name, seed, agreement_metrics(scores[name].scores, reference, q),
                                     cost=scores[name].cost)
 
 
