@@ -41,11 +41,16 @@ def _header(title: str, records: list[dict], quality: dict | None = None) -> str
         f"- table made by: `{now['command']}` at commit {now['commit']}, {now['date']}",
         f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}",
     ]
-    for recipe, runs in sorted((quality or {}).items()):
-        if recipe in recipes:
+    # only the estimation runs on this table's pools (records name theirs), so that another track's
+    # pools of the same dataset (a smaller resampling pool, say) do not blur the figure
+    pools = {r.get("pool") or r["config"].get("pool") for r in records} - {None}
+    for recipe, by_pool in sorted((quality or {}).items()):
+        runs = [run for (pool, _), run in sorted(by_pool.items()) if not pools or pool in pools]
+        if recipe in recipes and runs:
             test = np.mean([r["test_accuracy"] for r in runs])
             train = np.mean([r["final_train_accuracy"] for r in runs])
-            lines.append(f"- estimation model ({len(runs)} runs): clean test accuracy {100 * test:.1f}%, "
+            runs_text = f"{len(runs)} run{'s' * (len(runs) > 1)}"
+            lines.append(f"- estimation model ({runs_text}): clean test accuracy {100 * test:.1f}%, "
                          f"final training accuracy {100 * train:.1f}% (against the labels it was given)")
     if any(c.endswith("-dirty") for c in commits):
         lines.append("- **some results were made from uncommitted code** (commit marked -dirty)")
@@ -159,10 +164,10 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
     return written
 
 
-def estimation_quality(store, dataset: str) -> dict[str, list]:
+def estimation_quality(store, dataset: str) -> dict[str, dict[tuple, dict]]:
     """Clean test accuracy and final training accuracy of the estimation runs behind the
-    current score records, per recipe text: an underfit model shows at a glance."""
-    quality: dict[str, dict[str, list]] = {}
+    current score records, per recipe text and (pool, seed): an underfit model shows at a glance."""
+    quality: dict[str, dict[tuple, dict]] = {}
     for record in current(list(store.records(dataset, "scores")), "scores")[0]:
         estimation = record.get("estimation") or {}
         if estimation.get("test_accuracy") is None:
@@ -170,7 +175,7 @@ def estimation_quality(store, dataset: str) -> dict[str, list]:
         entry = quality.setdefault(_recipe_text(record["recipe"]), {})
         key = (record["config"]["pool"], record["seed"])
         entry[key] = estimation
-    return {recipe: [v for _, v in sorted(runs.items())] for recipe, runs in quality.items()}
+    return quality
 
 
 def _write_overview(out_dir: Path, overview: dict[str, dict[str, float]]) -> Path:

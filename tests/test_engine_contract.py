@@ -149,6 +149,22 @@ def test_estimation_reports_the_models_quality(tmp_path):
     assert quality["test_accuracy"] > 0.9 and quality["final_train_accuracy"] > 0.9
 
 
+def test_a_table_states_the_quality_of_the_estimation_runs_on_its_own_pools():
+    from bench.leaderboard import _header, _recipe_text
+
+    recipe = recipe_for("digits").to_dict()
+    quality = {_recipe_text(recipe): {("planted", 0): {"test_accuracy": 0.99, "final_train_accuracy": 0.9},
+                                      ("planted", 1): {"test_accuracy": 0.97, "final_train_accuracy": 0.8},
+                                      ("small", 0): {"test_accuracy": 0.5, "final_train_accuracy": 0.6}}}
+    record = {"dataset": "d", "seed": 0, "recipe": recipe, "device": "cpu", "config": {}}
+    own = _header("t", [{**record, "pool": "planted"}], quality)
+    assert "estimation model (2 runs): clean test accuracy 98.0%, final training accuracy 85.0%" in own
+    in_config = _header("t", [{**record, "config": {"pool": "small"}}], quality)
+    assert "estimation model (1 run): clean test accuracy 50.0%, final training accuracy 60.0%" in in_config
+    unnamed = _header("t", [record], quality)  # a track whose records name no pool: every run of the dataset
+    assert "estimation model (3 runs): clean test accuracy 82.0%" in unnamed
+
+
 def test_early_runs_stop_at_the_early_epoch_with_the_full_schedule():
     from bench.data import load_dataset
     from bench.train import train

@@ -98,7 +98,7 @@ def run(engine) -> None:
         for name in todo[(i, seed)]:
             if scores[name].status == "ok":
                 engine.write_record(NAME, config, name, seed, detection_metrics(scores[name].scores, pool.planted),
-                                    cost=scores[name].cost)
+                                    cost=scores[name].cost, pool=pool.key)
 
 
 # ---- report ------------------------------------------------------------------------------
