@@ -9,11 +9,14 @@ record carries the fingerprint of that code and is recomputed when it differs:
   ``methods/_common.py`` rescores exactly the methods that use it);
 - the estimation fingerprint hashes the modules that train and record (trainer,
   recorder, models, recipes, estimation): changing any of them retrains;
-- a track's fingerprint hashes its module, so changed metric code rewrites its records.
+- a track's fingerprint hashes its module and, transitively, every project function or class
+  its functions call (metrics, resampling, protocol helpers), so changed metric code rewrites
+  its records wherever that code lives.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import sys
 import types
@@ -38,8 +41,6 @@ def digest(*parts: str) -> str:
 @lru_cache(maxsize=None)
 def module_fingerprint(names: tuple[str, ...]) -> str:
     """Hash of the source of the named modules, or of one object with ``module:attribute``."""
-    import importlib
-
     def source(name: str) -> str:
         module, _, attribute = name.partition(":")
         obj = importlib.import_module(module)
@@ -83,6 +84,18 @@ def method_fingerprint(method) -> str:
     """Hash of a registered method's registration and the code it runs."""
     registration = repr((method.name, method.higher_is_harder, sorted(method.needs), method.family))
     return digest(registration, *_referenced_sources(method.fn, method.fn.__module__, set()))
+
+
+@lru_cache(maxsize=None)
+def track_fingerprint(module_name: str) -> str:
+    """Hash of a track module's source and of the project code its functions name, followed
+    transitively (``bench.resample``, ``bench.metrics``, ``bench.tracks.base``, ...)."""
+    module = importlib.import_module(module_name)
+    sources, seen = [inspect.getsource(module)], set()
+    for _, obj in sorted(vars(module).items()):
+        if isinstance(obj, types.FunctionType) and obj.__module__ == module_name:
+            sources += _referenced_sources(obj, module_name, seen)
+    return digest(*sources)
 
 
 def estimation_fingerprint() -> str:

@@ -18,7 +18,7 @@ import torch
 from . import store as st
 from .context import Context, EstimationRun, Pool
 from .estimation import Estimator, parts_for
-from .fingerprint import digest, estimation_fingerprint, method_fingerprint, module_fingerprint
+from .fingerprint import digest, estimation_fingerprint, method_fingerprint, track_fingerprint
 from .provenance import provenance
 from .registry import Method, check_scores, get_method, list_methods, oriented
 from .timing import device_name, timed
@@ -51,7 +51,7 @@ def record_fingerprint(track: str, method: str) -> str:
         return scores
     from .tracks import TRACKS
 
-    return digest(scores, module_fingerprint((TRACKS[track].__name__,)))
+    return digest(scores, track_fingerprint(TRACKS[track].__name__))
 
 
 @dataclass

@@ -116,6 +116,26 @@ def test_changing_the_training_code_retrains_and_rescores(tmp_path, test_methods
     assert rescored == {"untouched"}  # `random` reads no trained model: its scores stand
 
 
+def test_a_track_fingerprint_follows_the_helpers_its_track_calls(monkeypatch):
+    source = inspect.getsource
+
+    def edited(name):  # the source of one function as if someone had edited it in its own module
+        def getsource(obj):
+            text = source(obj)
+            return text + "\n# edited\n" if name and getattr(obj, "__qualname__", None) == name else text
+        return getsource
+
+    fingerprints = {}
+    for name in (None, "detection_metrics", "prune_balanced"):  # unedited; bench/metrics.py; bench/resample.py
+        monkeypatch.setattr(fingerprint.inspect, "getsource", edited(name))
+        fingerprint.track_fingerprint.cache_clear()
+        fingerprints[name] = {t: fingerprint.track_fingerprint(f"bench.tracks.{t}") for t in ("detection", "resampling")}
+    fingerprint.track_fingerprint.cache_clear()
+    assert fingerprints["detection_metrics"]["detection"] != fingerprints[None]["detection"]
+    assert fingerprints["prune_balanced"]["resampling"] != fingerprints[None]["resampling"]
+    assert fingerprints["prune_balanced"]["detection"] == fingerprints[None]["detection"]  # detection never prunes
+
+
 def test_a_method_reading_an_undeclared_part_fails_even_beside_aum(tmp_path, test_methods):
     engine = _engine(tmp_path / "res", "aum,undeclared")
     results = engine.scores(engine.pool("train"), 0)

@@ -167,3 +167,17 @@ def test_pruning_case_study_end_to_end(tmp_path):
     assert "Case study 1" in text and "holdout" in text
     resampling.run(engine)  # resume: every record is there
     assert len(list(engine.store.records("digits", "resampling"))) == len(records)
+
+
+def test_degenerate_sizes_are_named_with_their_cause():
+    def record(method, targets, hardness, higher_is_harder, alpha=1.0):
+        return {"method": method, "config": {"alpha": alpha, "filler": "duplicate", "keep": "hardest"},
+                "targets": targets, "class_hardness": hardness, "higher_is_harder": higher_is_harder}
+
+    shifted = record("aum", [1, 1, 998], [2.0, 1.0, -0.2], False)  # lower = harder, one class mean below 0
+    stretched = record("loss", [100, 100, 800], [0.1, 0.2, 0.9], True, alpha=3.0)
+    balanced = record("el2n", [300, 300, 400], [0.1, 0.2, 0.3], True)
+    text = resampling.degenerate_sizes([shifted, stretched, balanced])
+    assert "`aum` (α = 1) gives class 2 up to 99.8% of the training set: its class hardness is negative" in text
+    assert "`loss` (α = 3) gives class 2 up to 80.0%" in text and "el2n" not in text
+    assert resampling.degenerate_sizes([balanced]) == ""

@@ -436,6 +436,33 @@ def _pruning_finding(table: dict, records: list[dict], methods: list[str], prune
     return text + ("; ".join(parts) or "nothing (no α > 0 run)") + note + "."
 
 
+def degenerate_sizes(records: list[dict], share: float = 0.5) -> str:
+    """A warning naming each method whose hardness-based sizes give one class more than ``share``
+    of the training set, and why where the cause is PROTOCOL's shift of negative class hardness
+    (for "higher = easier" scores, h_c + 1e-4 - min h puts the lowest class at 1e-4, so its
+    r_c = 1 / h_c outweighs every other class); "" when there is none."""
+    found: dict[str, dict] = {}
+    for r in records:
+        _, alpha, _, assignment = setting(r["config"])
+        targets = np.asarray(r["targets"], dtype=float)
+        if alpha and assignment == "hardness" and targets.max() > share * targets.sum():
+            h = np.asarray(r["class_hardness"], dtype=float)
+            entry = found.setdefault(r["method"], {"alphas": set(), "class": int(targets.argmax()), "share": 0.0,
+                                                  "shifted": False, "h": math.inf})
+            entry["alphas"].add(alpha)
+            entry["share"] = max(entry["share"], targets.max() / targets.sum())
+            entry["h"] = min(entry["h"], float(h.min()))
+            entry["shifted"] |= not r.get("higher_is_harder", True) and h.min() < 0
+    parts = []
+    for method, e in sorted(found.items()):
+        why = (f": its class hardness is negative (down to {e['h']:.3f}), and the shift to positive puts that class at "
+               "1e-4, so r_c = 1 / h_c outweighs every other class" if e["shifted"] else "")
+        parts.append(f"`{method}` (α = {', '.join(f'{a:g}' for a in sorted(e['alphas']))}) gives class {e['class']} "
+                     f"up to {100 * e['share']:.1f}% of the training set{why}")
+    return ("**Degenerate sizes.** " + "; ".join(parts) + ". Their recall gaps measure that allocation, not "
+            "hardness-based resampling as intended.") if parts else ""
+
+
 def report(records: list[dict]) -> Report:
     table = compare(records)
     reduction, alpha0 = _reduction(table)
@@ -456,6 +483,7 @@ def report(records: list[dict]) -> Report:
         f"recall-gap reduction at α = {'–' if alpha0 is None else f'{alpha0:g}'} without pruning (hardness sizes, "
         "mean over fillers; larger = better). Means ± 95% CI over protocol seeds.",
         "**What we found.** " + findings(table, records, methods),
+        *filter(None, [degenerate_sizes(records)]),
         "### Recall\n\n" + _metric_table(table, order, RECALL, ("worst_recall",), ranks),
         "### Precision\n\n" + _metric_table(table, order, PRECISION),
     ]
