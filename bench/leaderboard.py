@@ -45,16 +45,29 @@ def _header(title: str, records: list[dict], quality: dict | None = None) -> str
     # pools of the same dataset (a smaller resampling pool, say) do not blur the figure
     pools = {r.get("pool") or r["config"].get("pool") for r in records} - {None}
     for recipe, by_pool in sorted((quality or {}).items()):
-        runs = [run for (pool, _), run in sorted(by_pool.items()) if not pools or pool in pools]
+        runs = [(pool, run) for (pool, _), run in sorted(by_pool.items()) if not pools or pool in pools]
         if recipe in recipes and runs:
-            test = np.mean([r["test_accuracy"] for r in runs])
-            train = np.mean([r["final_train_accuracy"] for r in runs])
-            runs_text = f"{len(runs)} run{'s' * (len(runs) > 1)}"
-            lines.append(f"- estimation model ({runs_text}): clean test accuracy {100 * test:.1f}%, "
-                         f"final training accuracy {100 * train:.1f}% (against the labels it was given)")
+            lines.append(_quality_line([run for _, run in runs], [run for pool, run in runs if not _holds_test(pool)]))
     if any(c.endswith("-dirty") for c in commits):
         lines.append("- **some results were made from uncommitted code** (commit marked -dirty)")
     return "\n".join(lines + [""])
+
+
+def _holds_test(pool: str) -> bool:
+    """Whether a pool (``pooled``, ``pooled-20000``) contains test-split samples."""
+    return pool == "pooled" or pool.startswith("pooled-")
+
+
+def _quality_line(runs: list[dict], held_out: list[dict]) -> str:
+    """The estimation models' final training accuracy and, from the runs whose pool leaves the
+    test split out (``held_out``), their clean test accuracy: a model that trained on the test
+    split has none."""
+    train = 100 * np.mean([r["final_train_accuracy"] for r in runs])
+    test = (f"clean test accuracy {100 * np.mean([r['test_accuracy'] for r in held_out]):.1f}%"
+            + (f" ({len(held_out)} of them)" if len(held_out) < len(runs) else "") + ", " if held_out else "")
+    note = "" if held_out else "; no clean test accuracy: the pool holds the test split"
+    return (f"- estimation model ({len(runs)} run{'s' * (len(runs) > 1)}): {test}final training accuracy "
+            f"{train:.1f}% (against the labels it was given){note}")
 
 
 def _recipe_text(recipe: dict) -> str:

@@ -183,6 +183,11 @@ def test_a_table_states_the_quality_of_the_estimation_runs_on_its_own_pools():
     assert "estimation model (1 run): clean test accuracy 50.0%, final training accuracy 60.0%" in in_config
     unnamed = _header("t", [record], quality)  # a track whose records name no pool: every run of the dataset
     assert "estimation model (3 runs): clean test accuracy 82.0%" in unnamed
+    quality[_recipe_text(recipe)][("pooled-200", 0)] = {"test_accuracy": 1.0, "final_train_accuracy": 1.0}
+    pooled = _header("t", [{**record, "pool": "pooled-200"}], quality)  # trained on part of the test split
+    assert ("estimation model (1 run): final training accuracy 100.0% (against the labels it was given); "
+            "no clean test accuracy: the pool holds the test split") in pooled
+    assert "clean test accuracy 82.0% (3 of them)" in _header("t", [record], quality)
 
 
 def test_early_runs_stop_at_the_early_epoch_with_the_full_schedule():

@@ -444,8 +444,8 @@ def degenerate_sizes(records: list[dict], share: float = 0.5) -> str:
     found: dict[str, dict] = {}
     for r in records:
         _, alpha, _, assignment = setting(r["config"])
-        targets = np.asarray(r["targets"], dtype=float)
-        if alpha and assignment == "hardness" and targets.max() > share * targets.sum():
+        targets = np.asarray(r.get("targets", []), dtype=float)
+        if alpha and assignment == "hardness" and targets.size and targets.max() > share * targets.sum():
             h = np.asarray(r["class_hardness"], dtype=float)
             entry = found.setdefault(r["method"], {"alphas": set(), "class": int(targets.argmax()), "share": 0.0,
                                                   "shifted": False, "h": math.inf})
