@@ -63,9 +63,11 @@ def _quality_line(runs: list[dict], held_out: list[dict]) -> str:
     test split out (``held_out``), their clean test accuracy: a model that trained on the test
     split has none."""
     train = 100 * np.mean([r["final_train_accuracy"] for r in runs])
-    test = (f"clean test accuracy {100 * np.mean([r['test_accuracy'] for r in held_out]):.1f}%"
-            + (f" ({len(held_out)} of them)" if len(held_out) < len(runs) else "") + ", " if held_out else "")
-    note = "" if held_out else "; no clean test accuracy: the pool holds the test split"
+    test, note = "", "; no clean test accuracy: the pool holds the test split"
+    if held_out:
+        share = f" ({len(held_out)} of them)" if len(held_out) < len(runs) else ""
+        test = f"clean test accuracy {100 * np.mean([r['test_accuracy'] for r in held_out]):.1f}%{share}, "
+        note = ""
     return (f"- estimation model ({len(runs)} run{'s' * (len(runs) > 1)}): {test}final training accuracy "
             f"{train:.1f}% (against the labels it was given){note}")
 
