@@ -17,7 +17,7 @@ from .export import export_scores
 from .inject import default_sources
 from .leaderboard import methods_table, write_leaderboards
 from .recipes import RECIPES, recipe_for
-from .store import Store, atomic_write
+from .store import Store, atomic_write, remove_orphaned_temps
 from .tracks import TRACKS, select_tracks
 from .train import resolve_device
 
@@ -177,6 +177,8 @@ def _engine(args, dataset_name, seeds, epochs=None, **options) -> Engine:
 
 
 def _execute(engine: Engine, tracks, args, readme: bool = False) -> int:
+    if engine.store.root.exists():  # what a killed run was writing when it died
+        remove_orphaned_temps(engine.store.root)
     for track in tracks:
         track.run(engine)
     if not getattr(args, "no_report", False):

@@ -2,13 +2,17 @@
 
 A record is finished once its file exists: every write goes to a temporary file
 in the same folder and is renamed into place, so an interrupted run leaves
-either the whole record or nothing, and a rerun skips what is there.
+either the whole record or nothing, and a rerun skips what is there. A temporary
+file names its writer (``.<record>.<pid>@<host>.<random>.tmp``), so that the next
+run can remove those left by a killed process without touching a live writer's.
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,7 +22,8 @@ import numpy as np
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    owner = f"{os.getpid()}@{socket.gethostname()}"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
@@ -26,6 +31,32 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TEMP_OWNER = re.compile(r"\.(\d+)@(.+)\.[^.]+\.tmp$")
+
+
+def remove_orphaned_temps(root: Path) -> int:
+    """Delete the temporary files under ``root`` whose writer was a process on this host
+    that no longer exists (a killed run); returns how many. Another host's temps and a
+    live process's are left alone."""
+    host, removed = socket.gethostname(), 0
+    for tmp in Path(root).rglob(".*.tmp"):
+        owner = _TEMP_OWNER.search(tmp.name)
+        if owner and owner[2] == host and not _alive(int(owner[1])):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_json(path: Path, data: dict) -> None:
