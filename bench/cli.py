@@ -1,4 +1,9 @@
-"""Command line: ``python -m bench {list,run,all,report,export}`` (also ``hardbench``)."""
+"""Command line: ``python -m bench {list,run,all,report,export}`` (also ``hardbench``).
+
+Every command first builds and validates a ``bench.config.RunConfig`` (each selected
+track's settings included), so bad input stops with one line and exit status 2 before
+anything is loaded, trained or written.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,21 +14,16 @@ import warnings
 from pathlib import Path
 
 from . import registry
-from .data import DatasetNotFound, load_dataset
-from .engine import Engine
+from .config import PROFILES, DatasetSpec, ExecutorSettings, RunConfig, build_engine, profile_settings
+from .data import LAYOUTS, DatasetNotFound
 from .errors import UnknownName, UsageError
-from .executor import EngineSpec, InlineExecutor, ProcessExecutor, SubmititExecutor
+from .executor import make_executor
 from .export import export_scores
-from .inject import default_sources
 from .leaderboard import methods_table, write_leaderboards
 from .recipes import RECIPES, recipe_for
 from .store import Store, atomic_write, remove_orphaned_temps
-from .tracks import TRACKS, select_tracks
-from .train import resolve_device
+from .tracks import TRACKS, select_tracks, track_named
 
-# What `bench all` runs on the embedded default dataset; each track reads its own profile settings.
-PROFILES = {"smoke": {"seeds": 2, "epochs": 8}, "default": {"seeds": 3, "epochs": None},
-            "full": {"seeds": 5, "epochs": None}}
 DEFAULT_DATASET = "digits"
 
 
@@ -71,12 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"dataset name (default: {DEFAULT_DATASET})")
     p.add_argument("--methods", default="*", help="comma-separated names or fnmatch patterns (default: all)")
     p.add_argument("--tracks", default="detection", help=f"comma-separated tracks or 'all' ({', '.join(TRACKS)})")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default: 3)")
+    p.add_argument("--seeds", type=int, help="number of estimation seeds, 0..N-1 (default: the profile's, 3)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--model", help="override the recipe's model (mlp, cnn, resnet18)")
     p.add_argument("--recipe", help=f"a named recipe instead of the dataset's default ({', '.join(RECIPES)})")
     p.add_argument("--subset", type=int, help="keep a stratified subset of this many train samples")
-    p.add_argument("--rates", help="detection rates, comma-separated (default 0.1)")
+    p.add_argument("--rates", help="detection rates, comma-separated: the same as --option detection.rates=...")
     p.add_argument("--pool-size", type=int, help="keep a stratified random subset of this many pool samples "
                    "(split/pathways: of train+test merged; resampling: of the train split)")
     p.add_argument("--option", action="append", default=[], metavar="TRACK.KEY=VALUE",
@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     p.add_argument("--noise", help="CIFAR-N human label set: cifar10n aggre (default), random1, random2, random3, "
                    "worse; cifar100n noisy")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS,
+                   help="how 4-D npz images are stored: (N, C, H, W) or (N, H, W, C) (default: auto, from the shape)")
+    p.add_argument("--profile", default="default", choices=list(PROFILES),
+                   help="seeds and track settings preset (bench/config.py); --seeds and --option override it")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the leaderboards afterwards")
     _execution(p)
     _common(p, leaderboards=True)
@@ -112,44 +116,35 @@ def cmd_list(args) -> int:
     return 0
 
 
-def engine_spec(args, dataset_name, seeds, epochs=None, **options) -> EngineSpec:
-    """Everything that defines a run, as plain values (a worker rebuilds the engine from it)."""
-    recipe = recipe_for(dataset_name, getattr(args, "recipe", None), epochs=epochs, model=getattr(args, "model", None))
-    if getattr(args, "model", None):  # the recipe's model options belong to its own model
-        from dataclasses import replace
-        recipe = replace(recipe, model_kwargs={})
-    dataset_args = {"name": dataset_name, "data_root": str(getattr(args, "data_root", "data")),
-                    "download": getattr(args, "download", False), "subset": getattr(args, "subset", None),
-                    "noise": getattr(args, "noise", None)}
-    return EngineSpec(dataset_args, recipe, args.device, str(args.results), {**options, "seeds": seeds},
-                      tuple(m.name for m in registry.select_methods(getattr(args, "methods", "*"))),
-                      tuple(getattr(args, "plugin", [])))
+def run_config(args, dataset: str, tracks: list, methods: str = "*", seeds: int | None = None,
+               epochs: int | None = None, options: dict | None = None) -> RunConfig:
+    """The validated configuration of a run; nothing is loaded yet."""
+    profile = profile_settings(getattr(args, "profile", "default"))
+    options = dict(options or {})
+    for name, values in options.items():
+        track_named(name).Settings.build(values)  # unknown keys and bad types first, with their own message
+        if name not in {t.NAME for t in tracks}:
+            raise UsageError(f"--option {name}.{next(iter(values))} is given but the track {name!r} is not selected "
+                             "(--tracks)")
+    settings = tuple(t.Settings.build(profile.get(t.NAME, {}), options.get(t.NAME, {})) for t in tracks)
+    model = getattr(args, "model", None)
+    recipe = recipe_for(dataset, getattr(args, "recipe", None), epochs=epochs or profile.get("epochs"), model=model,
+                        **({"model_kwargs": {}} if model else {}))  # the recipe's model options belong to its model
+    config = RunConfig(
+        dataset=DatasetSpec(dataset, str(getattr(args, "data_root", "data")), getattr(args, "download", False),
+                            getattr(args, "subset", None), getattr(args, "noise", None),
+                            getattr(args, "layout", "auto")),
+        recipe=recipe, seeds=seeds or profile["seeds"],
+        methods=tuple(m.name for m in registry.select_methods(methods)), tracks=settings,
+        pool_size=getattr(args, "pool_size", None), profile=getattr(args, "profile", "default"), device=args.device,
+        results=str(args.results), plugins=tuple(getattr(args, "plugin", [])), quiet=args.quiet,
+        executor=ExecutorSettings(args.executor, args.jobs, args.threads, _slurm_parameters(args),
+                                  args.slurm_array_parallelism))
+    config.validate()
+    return config
 
 
-def make_engine(spec: EngineSpec, executor=None, quiet: bool = True) -> Engine:
-    options = dict(spec.options)
-    seeds = options.pop("seeds")
-    dataset = load_dataset(**spec.dataset_args)
-    methods = [registry.get_method(name) for name in spec.methods]
-    if any("folds" in m.needs for m in methods):
-        _check_fold_classes(dataset, spec.recipe.folds)
-    return Engine(dataset, spec.recipe, methods, list(range(seeds)), resolve_device(spec.device),
-                  Store(spec.results), options=options, quiet=quiet, executor=executor or InlineExecutor(),
-                  sources=default_sources(dataset, spec.dataset_args["data_root"]))
-
-
-def _check_fold_classes(dataset, folds: int) -> None:
-    import numpy as np
-
-    counts = np.bincount(dataset.y_train.numpy(), minlength=dataset.num_classes)
-    if counts.min() < 2:
-        raise UsageError(f"class {int(counts.argmin())} has {int(counts.min())} training sample(s); the K-fold "
-                         f"methods (cleanlab, holdout) need at least 2 per class (K = {folds} is reduced to fit)")
-
-
-def _executor(args, spec: EngineSpec):
-    if args.executor == "inline":
-        return InlineExecutor() if args.jobs <= 1 else ProcessExecutor(spec, args.jobs, args.threads)
+def _slurm_parameters(args) -> dict:
     params = {"timeout_min": args.slurm_time}
     if args.executor == "slurm":
         params.update({k: v for k, v in {"slurm_partition": args.slurm_partition,
@@ -159,30 +154,21 @@ def _executor(args, spec: EngineSpec):
         if not sep:
             raise UsageError(f"--slurm-param expects KEY=VALUE, got {item!r}")
         params[key] = _value(value)
-    return SubmititExecutor(spec, str(Path(args.results) / "_submitit"), args.executor, args.slurm_array_parallelism,
-                            params, args.threads)
+    return params
 
 
-def _engine(args, dataset_name, seeds, epochs=None, **options) -> Engine:
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.threads < 0:
-        raise UsageError(f"--threads must be at least 1 (or 0 for the default), got {args.threads}")
-    if args.threads:
+def _execute(config: RunConfig, tracks, args, readme: bool = False) -> int:
+    if config.executor.threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    spec = engine_spec(args, dataset_name, seeds, epochs, **options)
-    return make_engine(spec, _executor(args, spec), args.quiet)
-
-
-def _execute(engine: Engine, tracks, args, readme: bool = False) -> int:
+        torch.set_num_threads(config.executor.threads)
+    engine = build_engine(config, make_executor(config))
     if engine.store.root.exists():  # what a killed run was writing when it died
         remove_orphaned_temps(engine.store.root)
     for track in tracks:
-        track.run(engine)
+        engine.run_track(track)
     if not getattr(args, "no_report", False):
-        for path in write_leaderboards(engine.store, args.leaderboards, readme=readme):
+        for path in write_leaderboards(engine.store, args.leaderboards, readme=readme, only=engine.scope):
             print(f"wrote {path}", file=sys.stderr)
     if engine.failures:
         print("failed methods:", file=sys.stderr)
@@ -210,61 +196,32 @@ def _value(text: str):
 
 
 def parse_options(items) -> dict:
-    """``--option TRACK.KEY=VALUE`` items, checked against each track's declared defaults:
-    the key must exist and the value must have the default's type (a single value where a
-    list is expected becomes a one-item list)."""
+    """``--option TRACK.KEY=VALUE`` items as {track: {key: value}}; each track's ``Settings``
+    checks the keys and types (``TrackSettings.build``)."""
     options: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         track, dot, name = key.partition(".")
         if not sep or not dot:
             raise UsageError(f"--option expects TRACK.KEY=VALUE, got {item!r}")
-        if track not in TRACKS:
-            raise UnknownName("track", track, TRACKS)
-        defaults = getattr(TRACKS[track], "DEFAULTS", {})
-        if name not in defaults:
-            raise UsageError(f"unknown option {track}.{name}; {track} options: {', '.join(sorted(defaults)) or 'none'}")
-        options.setdefault(track, {})[name] = _checked(f"{track}.{name}", _value(value), defaults[name])
+        options.setdefault(track_named(track).NAME, {})[name] = _value(value)
     return options
-
-
-def _checked(key: str, value, default):
-    def kind(v):
-        return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
-
-    if isinstance(default, list):
-        value = value if isinstance(value, list) else [value]
-        expected = {kind(d) for d in default}
-        bad = [v for v in value if expected and kind(v) not in expected]
-        if bad:
-            raise UsageError(f"--option {key} expects a list of {'/'.join(sorted(expected))}, got {bad[0]!r}")
-        return value
-    if default is not None and kind(value) != kind(default):
-        raise UsageError(f"--option {key} expects a {kind(default)} (default {default!r}), got {value!r}")
-    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
-        raise UsageError(f"--option {key} expects a whole number (default {default!r}), got {value!r}")
-    return value
 
 
 def cmd_run(args) -> int:
     tracks = select_tracks(args.tracks)
     options = parse_options(args.option)
     if args.rates:
-        options.setdefault("detection", {})["rates"] = [float(r) for r in args.rates.split(",")]
-    if args.pool_size:
-        options["pool_size"] = args.pool_size
-    engine = _engine(args, args.dataset, args.seeds, args.epochs, **options)
-    return _execute(engine, tracks, args)
+        options.setdefault("detection", {})["rates"] = _value(args.rates)
+    config = run_config(args, args.dataset, tracks, args.methods, args.seeds, args.epochs, options)
+    return _execute(config, tracks, args)
 
 
 def cmd_all(args) -> int:
-    profile = PROFILES[args.profile]
-    options = {k: v for k, v in profile.items() if k not in ("seeds", "epochs")}
-    args.methods = "*"
-    engine = _engine(args, DEFAULT_DATASET, profile["seeds"], profile["epochs"], profile=args.profile, **options)
+    tracks = list(TRACKS.values())
+    config = run_config(args, DEFAULT_DATASET, tracks)
     # the README shows the default configuration of the built-in methods only
-    readme = args.profile == "default" and not args.plugin
-    return _execute(engine, list(TRACKS.values()), args, readme=readme)
+    return _execute(config, tracks, args, readme=args.profile == "default" and not args.plugin)
 
 
 def cmd_report(args) -> int:
@@ -282,7 +239,7 @@ def cmd_export(args) -> int:
         return 0
     rows = []
     for record in Store(args.results).records():
-        if "metrics" not in record:
+        if "metrics" not in record or record["track"] == "scores" or record["method"].startswith("_"):
             continue
         config = ";".join(f"{k}={v}" for k, v in sorted(record["config"].items()))
         for metric, value in sorted(record["metrics"].items()):

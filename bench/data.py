@@ -12,19 +12,26 @@ per-channel mean and std of its train split, and whose labels are int64 in
   original labels kept as ``y_clean_train``.
 - ``npz:PATH``: your own arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``;
   optional ``y_clean`` (clean labels of the rows of ``x``: real label noise) and
-  ``hardness`` (a reference hardness of those rows, higher = harder).
+  ``hardness`` (a reference hardness of those rows, higher = harder). Images may be
+  channels-first ``(N, C, H, W)`` or channels-last ``(N, H, W, C)`` (``image_layout``).
+
+A dataset's identity is its name plus ``Dataset.fingerprint``, a hash of the arrays as
+loaded (subset included): results made from other data are never reused.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DataError, UnknownName
+from .errors import DataError, UnknownName, UsageError
 
 SPLIT_SEED = 0  # fixed: the split is part of the dataset's definition, not of a run
+LAYOUTS = ("auto", "channels-first", "channels-last")
 
 
 @dataclass(frozen=True)
@@ -38,11 +45,27 @@ class Dataset:
     subset: int | None = None  # the train split was cut to this many samples (``--subset``)
     y_clean_train: torch.Tensor | None = None  # clean labels of the train split where known (real label noise)
     hardness_train: torch.Tensor | None = None  # an independent per-sample hardness of the train split, higher = harder
+    layout_note: str = ""  # how the inputs' layout was read, where it was not already (N, C, H, W)
 
     @property
     def key(self) -> str:
-        """How results and leaderboards name this dataset: the name, and the subset size if any."""
-        return self.name if self.subset is None else f"{self.name}[{self.subset}]"
+        """How results and leaderboards name this dataset, in words safe in file names:
+        ``mnist``, ``mnist-n10000`` (a stratified subset), ``npz-my_data``."""
+        name = self.name.replace("npz:", "npz-").replace("/", "-").replace(" ", "")
+        return name if self.subset is None else f"{name}-n{self.subset}"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of every array as loaded (subset included): the dataset's identity in every cache key."""
+        h = hashlib.blake2b(digest_size=8)
+        for name in ("x_train", "y_train", "x_test", "y_test", "y_clean_train", "hardness_train"):
+            value = getattr(self, name)
+            h.update(name.encode())
+            if value is not None:
+                array = np.ascontiguousarray(value.numpy())
+                h.update(repr((array.dtype.str, array.shape)).encode())
+                h.update(array.data)
+        return h.hexdigest()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -82,6 +105,24 @@ def validate(name, x_train, y_train, x_test, y_test, num_classes=None) -> int:
     if present < 2:
         raise DataError(f"{name}: the train split has {present} class; at least 2 are needed")
     return classes
+
+
+def image_layout(shape: tuple, layout: str = "auto", source: str = "x") -> tuple[bool, str]:
+    """Whether 4-D inputs of this shape are channels-last, and a note for board headers.
+    ``auto`` reads ``(N, H, W, C)`` with C in {1, 3} and a second axis that is not as
+    channels-last; a shape that fits both readings, or neither, needs ``--layout``."""
+    if len(shape) != 4:
+        return False, ""
+    if layout == "channels-first":
+        return False, ""
+    if layout == "channels-last":
+        return True, f"{source} read channels-last {tuple(shape[1:])} and transposed to (N, C, H, W)"
+    first, last = shape[1] in (1, 3), shape[3] in (1, 3)
+    if first != last:
+        return (True, f"{source} read channels-last {tuple(shape[1:])} and transposed to (N, C, H, W)") if last \
+            else (False, "")
+    raise UsageError(f"cannot tell the channel axis of images shaped {tuple(shape)}: pass --layout channels-first "
+                     "(N, C, H, W) or --layout channels-last (N, H, W, C)")
 
 
 def _normalised(name, x_train, y_train, x_test, y_test, num_classes=None) -> Dataset:
@@ -194,7 +235,7 @@ def load_torchvision(name: str, data_root: str | Path = "data", download: bool =
     return _normalised(name, x_tr, y_tr, x_te, y_te, len(train.classes))
 
 
-def load_npz(path: str | Path) -> Dataset:
+def load_npz(path: str | Path, layout: str = "auto") -> Dataset:
     path = Path(path)
     if not path.exists():
         raise DatasetNotFound(f"npz dataset not found: {path} (expected arrays x, y and optionally x_test, y_test)")
@@ -215,7 +256,10 @@ def load_npz(path: str | Path) -> Dataset:
     else:  # the same split as splitting x and y themselves; per-row arrays follow their rows
         rows, rows_te, y_tr, y_te = _stratified_split(np.arange(n), arrays["y"])
         x_tr, x_te = arrays["x"][rows], arrays["x"][rows_te]
-    data = _normalised(f"npz:{path.name}", x_tr, y_tr, x_te, y_te)
+    last, note = image_layout(np.shape(x_tr), layout)
+    if last:
+        x_tr, x_te = (np.asarray(a).transpose(0, 3, 1, 2) if np.ndim(a) == 4 else a for a in (x_tr, x_te))
+    data = replace(_normalised(f"npz:{path.name}", x_tr, y_tr, x_te, y_te), layout_note=note)
     # optional per-row arrays of x: clean labels (real label noise) and a reference hardness (higher = harder)
     extra = {}
     for key, field, dtype in (("y_clean", "y_clean_train", torch.int64), ("hardness", "hardness_train", torch.float32)):
@@ -303,7 +347,7 @@ DATASET_NAMES = ["digits", *SYNTHETIC, *_TORCHVISION, *CIFAR_N, "npz:PATH"]
 
 
 def load_dataset(name: str, data_root: str | Path = "data", download: bool = False, subset: int | None = None,
-                 noise: str | None = None) -> Dataset:
+                 noise: str | None = None, layout: str = "auto") -> Dataset:
     """Load a dataset by name; ``subset`` keeps a stratified random subset of the
     train split (and of the test split, in proportion), drawn with a fixed seed.
     ``noise`` picks the human label set of ``cifar10n`` / ``cifar100n``. Torchvision
@@ -319,7 +363,7 @@ def load_dataset(name: str, data_root: str | Path = "data", download: bool = Fal
     elif name in CIFAR_N:
         data = with_cscores(load_cifar_n(name, data_root, download, noise), data_root)
     elif name.startswith("npz:"):
-        data = load_npz(name[4:])
+        data = load_npz(name[4:], layout)
     else:
         raise UnknownName("dataset", name, DATASET_NAMES)
     return subsample(data, subset) if subset else data

@@ -1,9 +1,17 @@
 """The engine: what a track works with. It ties the estimator (pools and cached
-training), the scorer (cached method scores) and the store (records) together, and
-records which methods failed. It holds no logic of its own beyond record fingerprints.
+training), the scorer (cached method scores) and the store (records) together, runs
+tracks through one path that skips finished work, and records which methods failed.
+
+Every record lives in the engine's *scope*: ``<results>/<label>/<id>``, where the label
+names the configuration in words (``mnist-n10000-curvbim-pool20000``: the board folder)
+and the id hashes everything that defines it: the dataset's content hash, the recipe
+and the pool size. Below the scope, pool keys hash the loading and planting code, and
+record configs hold every track setting that affects them; fingerprints of the code
+that made a record are checked on read.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,14 +21,24 @@ from . import store as st
 from .context import Pool
 from .data import Dataset
 from .estimation import Estimator
-from .executor import InlineExecutor
+from .fingerprint import digest
 from .provenance import provenance
-from .recipes import Recipe
+from .recipes import Recipe, recipe_label
 from .registry import Method
 from .scoring import Scorer, ScoreResult, record_fingerprint
 from .timing import device_name
 
-__all__ = ["Engine", "ScoreResult"]
+__all__ = ["Engine", "ScoreResult", "configuration_label"]
+
+log = logging.getLogger("bench")
+
+
+def configuration_label(dataset: Dataset, recipe: Recipe, pool_size: int | None) -> str:
+    """A configuration in words, safe in file names: the dataset (and its subset), the recipe
+    where it is not the dataset's default, and the pool size, e.g. ``mnist-curvbim-pool20000``."""
+    base = dataset.name.split("-", 1)[0] if dataset.name.startswith("cifar") and "-" in dataset.name else dataset.name
+    words = [dataset.key, recipe_label(recipe, base), f"pool{pool_size}" if pool_size else ""]
+    return "-".join(w for w in words if w)
 
 
 @dataclass
@@ -31,21 +49,33 @@ class Engine:
     seeds: list[int]
     device: torch.device
     store: st.Store
-    options: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # track name -> its Settings (defaults where absent)
     quiet: bool = False
-    executor: object = field(default_factory=InlineExecutor)  # see bench.executor
+    executor: object = None  # see bench.executor; None trains in this process
     sources: object = None  # bench.inject.PlantingSources
+    pool_size: int | None = None
+    profile: str = "default"
     failures: dict = field(default_factory=dict)  # method -> ScoreResult of its first failure
+    _warned: set = field(default_factory=set)
 
     def __post_init__(self):
-        self.estimator = Estimator(self.dataset, self.recipe, self.device, self.store,
-                                   self.options.get("pool_size"), self.sources)
+        self.label = configuration_label(self.dataset, self.recipe, self.pool_size)
+        self.scope = self.store.scope(self.label, digest(self.dataset.fingerprint, self.recipe.key(),
+                                                         str(self.pool_size))[:10])
+        self.estimator = Estimator(self.dataset, self.recipe, self.device, self.store, self.pool_size, self.sources,
+                                   self.scope)
         self.scorer = Scorer(self.estimator, self.methods)
 
     @property
     def device_label(self) -> str:
         return device_name(self.device)
 
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    # ---- pools, training, scores ---------------------------------------------------
     def pool(self, kind: str = "train", planting: tuple[str, float] | None = None, seed: int = 0) -> Pool:
         return self.estimator.pool(kind, planting, seed)
 
@@ -53,7 +83,11 @@ class Engine:
         """Train, through the executor, every part the selected methods need on these
         (pool, seed) pairs; then scoring finds them cached."""
         needs = frozenset().union(*(m.needs for m in self.methods)) if self.methods else frozenset()
-        self.executor.train(self.estimator, pools, needs, quiet=self.quiet)
+        if self.executor is None:
+            for pool, seed in pools:
+                self.estimator.ensure(pool, seed, needs)
+        else:
+            self.executor.train(self.estimator, pools, needs, quiet=self.quiet)
 
     def scores(self, pool: Pool, seed: int) -> dict[str, ScoreResult]:
         results = self.scorer.scores(pool, seed)
@@ -62,14 +96,55 @@ class Engine:
                 self.failures.setdefault(name, result)
         return results
 
-    # ---- track records ----------------------------------------------------------
+    def final_model(self, pool: Pool, seed: int) -> torch.nn.Module:
+        """The estimation network of one seed (trained first where missing), in eval mode."""
+        self.estimator.ensure(pool, seed, {"final_model"})
+        return self.estimator.run(pool, seed).final_model
+
+    def protocol_dir(self, pool: Pool, recipe: Recipe) -> Path:
+        return self.store.protocol_dir(self.scope, pool.key, recipe.key())
+
+    # ---- tracks ------------------------------------------------------------------------
+    def track_settings(self, track):
+        return self.settings.get(track.NAME) or track.Settings()
+
+    def run_track(self, track) -> list:
+        """Plan the track's records, compute those without a current record, and write the
+        board manifest (what ``bench report`` turns into one board). Returns the plan."""
+        settings = self.track_settings(track)
+        units = track.plan(self, settings)
+        todo = [u for u in units if not self.has_record(track.NAME, u.config, u.method, u.seed)]
+        if todo:
+            track.run(self, settings, todo)
+        if units:
+            self.write_board(track, settings, units)
+        return units
+
+    def write_board(self, track, settings, units) -> None:
+        paths = sorted({str(self.record_path(track.NAME, u.config, u.method, u.seed).relative_to(self.scope))
+                        for u in units})
+        key = digest(track.NAME, repr(sorted(settings.to_dict().items())), *paths)[:12]
+        path = self.scope / "_boards" / f"{track.NAME}-{key}.json"
+        old = st.read_or_none(path)
+        if old is not None and old["provenance"]["command"] == provenance()["command"] \
+                and old["provenance"]["commit"] == provenance()["commit"]:
+            return  # the same run again: the manifest stands
+        st.write_json(path, {
+            "track": track.NAME, "label": self.label, "dataset": self.dataset.key,
+            "dataset_fingerprint": self.dataset.fingerprint, "layout": self.dataset.layout_note,
+            "recipe": self.recipe.to_dict(), "pool_size": self.pool_size, "seeds": list(self.seeds),
+            "methods": sorted(m.name for m in self.methods), "profile": self.profile,
+            "settings": settings.to_dict(), "settings_changed": settings.differences(), "records": paths,
+            "provenance": provenance()})
+
+    # ---- track records ----------------------------------------------------------------
     def record_path(self, track: str, config: dict, method: str, seed: int) -> Path:
-        return self.store.record_path(self.dataset.key, track, config, method, seed)
+        return self.store.record_path(self.scope, track, config, method, seed)
 
     def has_record(self, track: str, config: dict, method: str, seed: int) -> bool:
-        """True when the record exists and was made by the current code."""
-        path = self.record_path(track, config, method, seed)
-        return path.exists() and st.read_json(path).get("fingerprint") == record_fingerprint(track, method)
+        """True when the record exists, is whole and was made by the current code."""
+        record = st.read_or_none(self.record_path(track, config, method, seed))
+        return record is not None and record.get("fingerprint") == record_fingerprint(track, method)
 
     def write_record(self, track: str, config: dict, method: str, seed: int, metrics: dict, **extra) -> None:
         st.write_json(self.record_path(track, config, method, seed), {

@@ -9,7 +9,10 @@ parts, each trained once, each a unit of work an executor may run anywhere:
 - ``early``: ``recipe.early_runs`` short runs from fresh initialisations to the early epoch.
 
 A part's ``meta.json`` holds the fingerprint of the code that trained it; a part
-made by other code is trained again (see ``bench.fingerprint``).
+made by other code is trained again (see ``bench.fingerprint``). Every part lives in
+its scope (the dataset's content hash, the recipe, the pool size: ``bench.store``),
+under its pool's key, which names the pool and hashes the code that made it
+(``pool_fingerprint``): an edited loader or planter trains again.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from . import store as st
 from .context import EstimationRun, FoldPredictions, Pool
 from .data import SPLIT_SEED, Dataset
 from .dynamics import Dynamics
-from .fingerprint import estimation_fingerprint
+from .fingerprint import digest, estimation_fingerprint, module_fingerprint
 from .inject import PlantingSources, default_sources, plant
 from .recipes import Recipe
 from .registry import MethodFailed
@@ -50,6 +53,12 @@ def derived_seed(*parts: int) -> int:
 
 
 FOLD_STREAM, EARLY_STREAM = 0xF01D, 0xEA21  # tags that keep the derived seed streams apart
+LOADING_CODE, PLANTING_CODE = ("bench.data",), ("bench.inject",)
+
+
+def pool_fingerprint(planted: bool) -> str:
+    """The code that made a pool's arrays: the loader, and the planter for a planted pool."""
+    return digest(module_fingerprint(LOADING_CODE), module_fingerprint(PLANTING_CODE) if planted else "")[:8]
 
 
 @dataclass
@@ -60,6 +69,7 @@ class Estimator:
     store: st.Store
     pool_size: int | None = None
     sources: PlantingSources | None = None  # what some planters need (far-ood images, a confusion matrix)
+    scope: Path | None = None  # this configuration's folder in the store (``Engine.scope``)
 
     def __post_init__(self):
         if self.sources is None:
@@ -72,34 +82,34 @@ class Estimator:
     def pool(self, kind: str = "train", planting: tuple[str, float] | None = None, seed: int = 0) -> Pool:
         """``train``: the train split; ``pooled``: train + test merged. With a planting
         (type, rate), the train split corrupted with that seed. ``pool_size``
-        (``--pool-size``) keeps a stratified random subset of that many samples of an
-        unplanted pool (fixed seed; the key says so, e.g. ``pooled-20000``)."""
+        (``--pool-size``) first keeps a stratified random subset of that many samples of
+        the split (fixed seed), planted pools included. The key names the pool in words
+        (``pooled-n20000``, ``label-uniform-0.1-s0``) and ends with ``pool_fingerprint``."""
         spec = (kind, planting, seed if planting else 0)
         if kind == "pooled":
             x, y = self.dataset.pooled()
-            return self._sized(Pool("pooled", x.to(self.device), y.to(self.device), self.dataset.num_classes,
-                                    spec=spec, rows=np.arange(len(y))))
-        if kind != "train":
+        elif kind == "train":
+            x, y = self.dataset.x_train, self.dataset.y_train
+        else:
             raise ValueError(f"unknown pool kind {kind!r}; valid: train, pooled")
-        x, y = self.dataset.x_train, self.dataset.y_train
-        rows = np.arange(len(y))
+        rows = self._sized_rows(y)
+        size = f"-n{len(rows)}" if len(rows) < len(y) else ""
+        x, y = x[torch.as_tensor(rows)], y[torch.as_tensor(rows)]
         if planting is None:
-            return self._sized(Pool("train", x.to(self.device), y.to(self.device), self.dataset.num_classes,
-                                    spec=spec, rows=rows))
+            return Pool(f"{kind}{size}-{pool_fingerprint(False)}", x.to(self.device), y.to(self.device),
+                        self.dataset.num_classes, spec=spec, rows=rows)
         kind_name, rate = planting
         planted = plant(kind_name, x, y, self.dataset.num_classes, rate, seed, self.sources)
-        return Pool(f"{kind_name}-{rate}-s{seed}", planted.x.to(self.device), planted.y.to(self.device),
-                    self.dataset.num_classes, planted.mask, spec, rows)
+        return Pool(f"{kind_name}-{rate}-s{seed}{size}-{pool_fingerprint(True)}", planted.x.to(self.device),
+                    planted.y.to(self.device), self.dataset.num_classes, planted.mask, spec, rows)
 
-    def _sized(self, pool: Pool) -> Pool:
-        if not self.pool_size or self.pool_size >= len(pool):
-            return pool
-        keep, _ = train_test_split(np.arange(len(pool)), train_size=self.pool_size, stratify=pool.y.cpu().numpy(),
+    def _sized_rows(self, y: torch.Tensor) -> np.ndarray:
+        """The rows a pool keeps: all of them, or a stratified subset of ``pool_size``."""
+        if not self.pool_size or self.pool_size >= len(y):
+            return np.arange(len(y))
+        keep, _ = train_test_split(np.arange(len(y)), train_size=self.pool_size, stratify=y.numpy(),
                                    random_state=SPLIT_SEED)
-        keep = np.sort(keep)
-        index = torch.as_tensor(keep, device=pool.x.device)
-        return Pool(f"{pool.key}-{self.pool_size}", pool.x[index], pool.y[index], pool.num_classes, spec=pool.spec,
-                    rows=pool.rows[keep])
+        return np.sort(keep)
 
     def clean_confusion(self) -> np.ndarray:
         """(C, C) out-of-sample confusion counts (rows: label, columns: prediction) of the
@@ -107,22 +117,18 @@ class Estimator:
         ``folds`` part of that pool, so the K-fold methods' models serve here too."""
         pool = self.pool("train")
         self.ensure(pool, 0, {"folds"})
-        probs = st.read_npz(self.folder(pool, 0, "folds") / "folds.npz")["probs"][0]
+        probs = self._read(pool, 0, "folds", "folds.npz", st.read_npz)["probs"][0]
         c = pool.num_classes
         return np.bincount(pool.y.cpu().numpy() * c + probs.argmax(1), minlength=c * c).reshape(c, c)
 
     # ---- the cache ----------------------------------------------------------------
     def folder(self, pool: Pool, seed: int, part: str) -> Path:
-        return self.store.estimation_dir(self.dataset.key, pool.key, self.recipe.key(), seed,
-                                         "" if part == "run" else part)
+        return self.store.estimation_dir(self.scope, pool.key, seed, "" if part == "run" else part)
 
     def _meta(self, pool: Pool, seed: int, part: str) -> dict | None:
-        """The part's metadata if it is cached and was made by the current code."""
-        path = self.folder(pool, seed, part) / "meta.json"
-        if not path.exists():
-            return None
-        meta = st.read_json(path)
-        return meta if meta.get("fingerprint") == estimation_fingerprint() else None
+        """The part's metadata if it is cached, whole, and was made by the current code."""
+        meta = st.read_or_none(self.folder(pool, seed, part) / "meta.json")
+        return meta if meta is not None and meta.get("fingerprint") == estimation_fingerprint() else None
 
     def is_ready(self, pool: Pool, seed: int, part: str, with_eval: bool = False) -> bool:
         meta = self._meta(pool, seed, part)
@@ -215,12 +221,25 @@ class Estimator:
         self._write_meta(pool, seed, "early", clock.seconds, runs=len(states), epoch=self.recipe.early_epoch)
 
     # ---- reading ------------------------------------------------------------------
+    def _read(self, pool: Pool, seed: int, part: str, name: str, read, with_eval: bool = False):
+        """A cached part's file; a missing or damaged one (said in one line) is trained again."""
+        path = self.folder(pool, seed, part) / name
+        value = st.read_or_none(path, read)
+        if value is None:
+            self.train_part(pool, seed, part, with_eval)
+            value = read(path)
+        return value
+
+    def _load_torch(self, path: Path):
+        return torch.load(path, map_location=self.device, weights_only=True)
+
     def run(self, pool: Pool, seed: int) -> EstimationRun:
         """The estimation run of one seed, its parts read lazily from the cache (trained
         first where missing)."""
         def arrays():
+            with_eval = self.is_ready(pool, seed, "run", True)
             self.ensure(pool, seed, {"dynamics"})
-            return st.read_npz(self.folder(pool, seed, "run") / "dynamics.npz")
+            return self._read(pool, seed, "run", "dynamics.npz", st.read_npz, with_eval)
 
         cache: dict = {}
 
@@ -236,21 +255,20 @@ class Estimator:
 
         def checkpoints():
             self.ensure(pool, seed, {"checkpoints"})
-            return torch.load(self.folder(pool, seed, "run") / "checkpoints.pt", map_location=self.device,
-                              weights_only=True)
+            return self._read(pool, seed, "run", "checkpoints.pt", self._load_torch,
+                              self.is_ready(pool, seed, "run", True))
 
         def folds():
             self.ensure(pool, seed, {"folds"})
             path = self.folder(pool, seed, "folds") / "folds.npz"
             if not path.exists():  # ensure() could not build them; say why
                 self._train_folds(pool, seed)
-            data = st.read_npz(path)
+            data = self._read(pool, seed, "folds", "folds.npz", st.read_npz)
             return FoldPredictions(data["probs"], data["fold"])
 
         def early_runs():
             self.ensure(pool, seed, {"early_runs"})
-            return torch.load(self.folder(pool, seed, "early") / "early.pt", map_location=self.device,
-                              weights_only=True)
+            return self._read(pool, seed, "early", "early.pt", self._load_torch)
 
         loaders = {"dynamics": lambda: Dynamics.from_arrays(dynamics_arrays()), "eval_dynamics": eval_dynamics,
                    "lrs": lambda: dynamics_arrays()["lrs"], "checkpoints": checkpoints, "folds": folds,

@@ -5,14 +5,15 @@ skips itself when they are already there and current, so the store is the only
 point of coordination: a unit run twice, or by two workers at once, is harmless, and
 a rerun after a failed or cancelled job computes only what is missing.
 
-- ``InlineExecutor``: this process, in order (the default);
+- none: this process, in order (the default; ``Engine.prepare``);
 - ``ProcessExecutor``: ``--jobs N`` local worker processes, each with its share of the cores;
 - ``SubmititExecutor``: a SLURM cluster (or submitit's local executor) through submitit;
   units are grouped into at most ``array_parallelism`` jobs so that scheduling
   overhead does not dominate, and the driver waits for all of them.
 
-Workers rebuild the pool from its recipe (``Pool.spec``) rather than receiving
-tensors, so a unit is a few bytes.
+Workers rebuild the engine from the run's ``RunConfig`` (``bench.config.build_engine``)
+and the pool from its recipe (``Pool.spec``) rather than receiving tensors, so a unit
+is a few bytes.
 """
 from __future__ import annotations
 
@@ -24,37 +25,28 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .config import RunConfig, build_engine
 from .estimation import parts_for
 
 Unit = tuple  # (pool spec, seed, part)
 
 
-@dataclass(frozen=True)
-class EngineSpec:
-    """What a worker needs to rebuild the engine: plain values only."""
-    dataset_args: dict
-    recipe: object  # bench.recipes.Recipe (a frozen dataclass of plain values)
-    device: str
-    results: str
-    options: dict
-    methods: tuple[str, ...]
-    plugins: tuple[str, ...] = ()
-
-    def build(self, threads: int | None = None):
-        import torch
-
-        from . import registry
-        from .cli import make_engine
-
-        if threads:
-            torch.set_num_threads(threads)
-        registry.load_plugins(self.plugins)
-        return make_engine(self)
+def make_executor(config: RunConfig):
+    """The executor a run's settings ask for; None trains in this process."""
+    settings = config.executor
+    if settings.kind == "inline":
+        return None if settings.jobs <= 1 else ProcessExecutor(config, settings.jobs, settings.threads)
+    return SubmititExecutor(config, str(Path(config.results) / "_submitit"), settings.kind,
+                            settings.array_parallelism, dict(settings.slurm), settings.threads)
 
 
-def run_units(spec: EngineSpec, units: list[Unit], threads: int | None = None) -> int:
+def run_units(config: RunConfig, units: list[Unit], threads: int | None = None) -> int:
     """Train units in this process (a worker's entry point); returns how many it ran."""
-    engine = spec.build(threads)
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    engine = build_engine(config)
     for pool_spec, seed, part in units:
         engine.estimator.ensure(engine.pool(*pool_spec), seed, _PART_NEEDS[part])
     return len(units)
@@ -68,16 +60,10 @@ def training_units(estimator, pools, needs) -> list[Unit]:
             if not estimator.is_ready(pool, seed, part, "eval_dynamics" in needs)]
 
 
-class InlineExecutor:
-    def train(self, estimator, pools, needs, quiet: bool = True) -> None:
-        for pool, seed in pools:
-            estimator.ensure(pool, seed, needs)
-
-
 @dataclass
 class ProcessExecutor:
     """``jobs`` local processes; threads per worker set so that the total fits the machine."""
-    spec: EngineSpec
+    spec: RunConfig
     jobs: int = 2
     threads: int = field(default=0)
 
@@ -98,7 +84,7 @@ class SubmititExecutor:
     """Units on a cluster through submitit. ``cluster="local"`` runs them as local
     processes with the same code path (what the tests use); ``"slurm"`` submits SLURM
     array jobs with ``parameters`` (partition, time, gpus_per_task, extra)."""
-    spec: EngineSpec
+    spec: RunConfig
     folder: str
     cluster: str = "slurm"
     array_parallelism: int = 16

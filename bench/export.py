@@ -22,20 +22,20 @@ from typing import Iterator
 
 import numpy as np
 
-from .store import read_json, read_npz, slug
+from .store import read_npz, read_or_none, slug
 
 CSV_LIMIT = 20_000
 
 
 def stored_scores(results: str | Path) -> Iterator[tuple[dict, np.ndarray]]:
     """(record, natural scores) of every successful score record under ``results``: the
-    JSON ``<dataset>/scores/<config>/<method>/seed<k>.json`` and the ``scores`` array of the
-    .npz beside it."""
-    for path in sorted(Path(results).glob("*/scores/*/*/seed*.json")):
-        record = read_json(path)
-        npz = path.with_suffix(".npz")
-        if record.get("status") == "ok" and npz.exists():
-            yield record, read_npz(npz)["scores"]
+    JSON ``<label>/<scope>/scores/<pool>/<method>/seed<k>.json`` and the ``scores`` array of
+    the .npz beside it (damaged files are skipped, said in one line)."""
+    for path in sorted(Path(results).glob("*/*/scores/*/*/seed*.json")):
+        record = read_or_none(path)
+        arrays = read_or_none(path.with_suffix(".npz"), read_npz)
+        if record is not None and record.get("status") == "ok" and arrays is not None:
+            yield record, arrays["scores"]
 
 
 def export_scores(results: str | Path, out: str | Path) -> list[Path]:

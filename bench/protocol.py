@@ -105,9 +105,9 @@ class ProtocolTrainer:
         for key, cell in zip(keys, cells):
             if key in found or key in todo:
                 continue
-            path = self._path(key)
-            if path is not None and path.exists():
-                found[key] = st.read_npz(path)
+            cached = st.read_or_none(self._path(key), st.read_npz) if self.cache_dir is not None else None
+            if cached is not None:
+                found[key] = cached
             else:
                 todo[key] = cell
         if todo:

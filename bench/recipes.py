@@ -1,7 +1,8 @@
 """Training recipes: everything that defines how a model is trained.
 
-A recipe is part of every cache key, so two runs share trained dynamics exactly
-when their recipes are equal.
+A recipe's key (a hash of every field) is part of every cache key below the
+estimation, so two runs share trained models exactly when their recipes are equal;
+``label`` names it in board folders relative to the dataset's default recipe.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Recipe:
     fold_repeats: int = 3  # independent K-fold partitions
     fold_epochs: int | None = None  # epochs of each K-fold model (None: the recipe's epochs)
     early_runs: int = 4  # independent short runs to the early epoch behind EL2N and GraNd (Paul et al.: 10)
+    protocol_epochs: int | None = None  # epochs of the split/pathway/resampling models (None: the recipe's epochs)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +63,7 @@ AIRBENCH = Recipe(model="airbench", epochs=16, batch_size=512, optimizer="sgd", 
 
 RECIPES = {
     "digits": Recipe(model="mlp", model_kwargs={"hidden": [256, 256]}, epochs=20, batch_size=64, lr=0.05,
-                     fold_epochs=10),
+                     fold_epochs=10, protocol_epochs=10),
     "blobs": Recipe(model="mlp", model_kwargs={"hidden": [64, 64]}, epochs=30, batch_size=64, lr=0.05),
     "moons": Recipe(model="mlp", model_kwargs={"hidden": [32, 32, 32]}, epochs=100, batch_size=64, lr=0.05),
     "spirals": Recipe(model="mlp", model_kwargs={"hidden": [64, 64, 64]}, epochs=200, batch_size=64, lr=0.05),
@@ -84,6 +86,41 @@ RECIPES = {
                       batch_size=None, lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant", checkpoints=10),
 }
 GENERIC = Recipe()
+
+
+def _word(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_word(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_word(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def recipe_label(recipe: Recipe, dataset_name: str) -> str:
+    """The recipe in words, relative to the dataset's default: "" for the default, a named
+    recipe's name (``curvbim``), then each field that differs (``epochs1``, ``model-mlp``)."""
+    default = RECIPES.get(dataset_name, GENERIC)
+    base_name, base = "", default
+    if recipe != default:
+        for name, named in RECIPES.items():
+            if named == recipe or (name != dataset_name and _differences(recipe, named) < _differences(recipe, base)):
+                base_name, base = name, named
+                if named == recipe:
+                    break
+    fields = [f for f in recipe.to_dict() if getattr(recipe, f) != getattr(base, f)]
+    words = [base_name] if base_name else []
+    for field_name in fields:
+        value = _word(getattr(recipe, field_name)).replace("=", "").replace(",", "-") or "none"
+        words.append(f"{field_name.replace('_', '')}{value}" if value[:1].isdigit() or value[:1] == "-"
+                     else f"{field_name.replace('_', '')}-{value}")
+    label = "-".join(words)
+    return label if len(label) <= 40 else f"recipe-{recipe.key()[:8]}"
+
+
+def _differences(a: Recipe, b: Recipe) -> int:
+    return sum(getattr(a, f) != getattr(b, f) for f in a.to_dict())
 
 
 def recipe_for(dataset_name: str, name: str | None = None, **overrides) -> Recipe:

@@ -1,14 +1,19 @@
 """The method registry: a decorator that records a scoring function, and lookups.
 
 A method turns an estimation context (see `bench.context`) into one score per
-sample. It declares its natural orientation; `score_method` flips it so that the
+sample. It declares its natural orientation; `oriented` flips it so that the
 suite only ever sees "higher = harder" scores.
+
+Methods are found through the ``hardbench.methods`` entry-point group: the project's
+own ``methods`` package is declared there in ``pyproject.toml``, beside any installed
+plugin, so this module never imports the methods that import it.
 """
 from __future__ import annotations
 
 import fnmatch
 import importlib
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Callable, Iterable
 
 import numpy as np
@@ -66,19 +71,27 @@ def register(name: str | None = None, *, higher_is_harder: bool, needs: Iterable
     return decorator
 
 
+ENTRY_POINTS = "hardbench.methods"
+_DISCOVERED: list[bool] = []
+
+
 def load_builtin_methods() -> None:
-    importlib.import_module("methods")
+    """Import every ``hardbench.methods`` entry point (the built-in methods among them), once."""
+    if not _DISCOVERED:
+        _DISCOVERED.append(True)
+        for entry in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name != "builtin"):
+            entry.load()
+        if not _METHODS:
+            raise RegistrationError(f"no method is registered: the {ENTRY_POINTS!r} entry points are missing; "
+                                    "install the project (pip install -e .)")
 
 
 def load_plugins(modules: Iterable[str] = ()) -> None:
-    """Import plugin modules (``--plugin``) and the ``hardbench.methods`` entry points."""
-    from importlib.metadata import entry_points
-
-    load_builtin_methods()  # first, so that a plugin reusing a built-in name is caught
+    """The entry points, then plugin modules (``--plugin``), so that a plugin reusing a
+    built-in name is caught."""
+    load_builtin_methods()
     for module in modules:
         importlib.import_module(module)
-    for entry in entry_points(group="hardbench.methods"):
-        entry.load()
 
 
 def list_methods(pattern: str = "*") -> list[str]:

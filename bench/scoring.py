@@ -64,18 +64,18 @@ class Scorer:
         return self.estimator.store
 
     def _paths(self, pool: Pool, method: Method, seed: int):
-        return self.store.score_paths(self.estimator.dataset.key, pool.key, self.estimator.recipe.key(),
-                                      method.name, seed)
+        return self.store.score_paths(self.estimator.scope, pool.key, method.name, seed)
 
     def cached(self, pool: Pool, method: Method, seed: int) -> ScoreResult | None:
-        """The stored result, if it was made by the current code and succeeded."""
+        """The stored result, if it is whole, was made by the current code and succeeded."""
         json_path, npz_path = self._paths(pool, method, seed)
-        if not json_path.exists():
+        record = st.read_or_none(json_path)
+        if record is None or record.get("status") != "ok" or record.get("fingerprint") != score_fingerprint(method):
             return None
-        record = st.read_json(json_path)
-        if record.get("status") != "ok" or record.get("fingerprint") != score_fingerprint(method):
+        arrays = st.read_or_none(npz_path, st.read_npz)
+        if arrays is None or arrays.get("scores") is None or len(arrays["scores"]) != len(pool):
             return None
-        natural = st.read_npz(npz_path)["scores"]
+        natural = arrays["scores"]
         return ScoreResult(method.name, seed, "ok", natural, oriented(method, natural), cost=record["cost"])
 
     def scores(self, pool: Pool, seed: int) -> dict[str, ScoreResult]:

@@ -2,22 +2,30 @@
 
 A record is finished once its file exists: every write goes to a temporary file
 in the same folder and is renamed into place, so an interrupted run leaves
-either the whole record or nothing, and a rerun skips what is there. A temporary
-file names its writer (``.<record>.<pid>@<host>.<random>.tmp``), so that the next
-run can remove those left by a killed process without touching a live writer's.
+either the whole record or nothing, and a rerun skips what is there. Two runs
+writing the same record at once each rename a whole file into place; the last
+one stays. A temporary file names its writer (``.<record>.<pid>@<host>.<random>.tmp``),
+so that the next run can remove those left by a killed process without touching a
+live writer's. A record that cannot be read (truncated or damaged by something
+else) is reported in one line and treated as missing, so it is computed again.
 """
 from __future__ import annotations
 
-import glob
 import json
+import logging
 import os
 import re
 import socket
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+
+log = logging.getLogger("bench")
+#: what reading a damaged file raises: bad JSON or text, a truncated zip (npz) or pickle (torch)
+DAMAGED = (ValueError, UnicodeDecodeError, zipfile.BadZipFile, EOFError, KeyError, OSError, RuntimeError)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -67,6 +75,20 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def read_or_none(path: Path, read: Callable = read_json):
+    """``read(path)``, or None when the file is missing or damaged (said once, in one line);
+    the caller then computes it again."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except DAMAGED as error:
+        log.warning("damaged record %s (%s: %s); computing it again", path, type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "")
+        return None
+
+
 def write_npz(path: Path, **arrays) -> None:
     def write(tmp: Path):
         with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz" to the temp name
@@ -97,37 +119,63 @@ def slug(value) -> str:
     return str(value).replace("/", "-").replace(" ", "")
 
 
-class Store:
-    """Every path under the results folder:
+def config_slug(config: dict) -> str:
+    """A record's config as a folder name: readable where short, else readable head plus a hash."""
+    text = slug(config)
+    if len(text) <= 120:
+        return text
+    import hashlib
 
-    - track records: ``<dataset>/<track>/<config>/<method>/seed<k>.json``;
-    - score records (track ``scores``): the same, config = pool and recipe, with the
-      score vector in ``seed<k>.npz`` beside the JSON;
-    - estimation runs: ``<dataset>/_estimation/<pool>/<recipe>/seed<k>[-folds|-early]/``;
-    - protocol models: ``<dataset>/_protocol/<pool>/<recipe>/<key[:2]>/<key>.npz``.
+    return f"{text[:80]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+class Store:
+    """Every path under the results folder. A *scope* is one configuration: a dataset as
+    loaded (its content hash), a recipe and a pool size, as ``<label>/<id>`` (the board
+    folder's name, and a hash of everything that defines it). Under a scope:
+
+    - track records: ``<track>/<config>/<method>/seed<k>.json``;
+    - score records: ``scores/<pool>/<method>/seed<k>.json`` with the vector in ``.npz`` beside it;
+    - estimation runs: ``_estimation/<pool>/seed<k>[-folds|-early]/``;
+    - protocol models: ``_protocol/<pool>/<recipe>/<key[:2]>/<key>.npz``;
+    - boards: ``_boards/<track>-<hash>.json``, what one run of a track planned (settings,
+      seeds, the record paths) and the command that ran it: ``bench report`` makes one
+      board of each.
     """
 
     def __init__(self, root: str | Path = "results"):
         self.root = Path(root)
 
-    def record_path(self, dataset: str, track: str, config: dict, method: str, seed: int) -> Path:
-        return self.root / slug(dataset) / track / slug(config) / method / f"seed{seed}.json"
+    def scope(self, label: str, scope_id: str) -> Path:
+        return self.root / label / scope_id
 
-    def score_paths(self, dataset: str, pool: str, recipe: str, method: str, seed: int) -> tuple[Path, Path]:
-        json_path = self.record_path(dataset, "scores", {"pool": pool, "recipe": recipe}, method, seed)
+    @staticmethod
+    def record_path(scope: Path, track: str, config: dict, method: str, seed: int) -> Path:
+        return scope / track / config_slug(config) / method / f"seed{seed}.json"
+
+    @staticmethod
+    def score_paths(scope: Path, pool: str, method: str, seed: int) -> tuple[Path, Path]:
+        json_path = scope / "scores" / pool / method / f"seed{seed}.json"
         return json_path, json_path.with_suffix(".npz")
 
-    def estimation_dir(self, dataset: str, pool: str, recipe: str, seed: int, part: str = "") -> Path:
+    @staticmethod
+    def estimation_dir(scope: Path, pool: str, seed: int, part: str = "") -> Path:
         """The folder of one estimation run (``part`` "") or of its K-fold ("folds") or early ("early") runs."""
-        return self.root / slug(dataset) / "_estimation" / pool / recipe / (f"seed{seed}-{part}" if part else f"seed{seed}")
+        return scope / "_estimation" / pool / (f"seed{seed}-{part}" if part else f"seed{seed}")
 
-    def protocol_dir(self, dataset: str, pool: str, recipe: str) -> Path:
-        return self.root / slug(dataset) / "_protocol" / pool / recipe
+    @staticmethod
+    def protocol_dir(scope: Path, pool: str, recipe: str) -> Path:
+        return scope / "_protocol" / pool / recipe
 
-    def records(self, dataset: str | None = None, track: str | None = None) -> Iterator[dict]:
-        pattern = f"{glob.escape(slug(dataset)) if dataset else '*'}/{track or '*'}/*/*/seed*.json"
+    def boards(self) -> list[Path]:
+        """Every board manifest in the store."""
+        return sorted(self.root.glob("*/*/_boards/*.json"))
+
+    def records(self, track: str | None = None) -> Iterator[dict]:
+        """Every readable record of a track (or of every track), in every scope."""
+        pattern = f"*/*/{track}/*/*/seed*.json" if track else "*/*/*/*/*/seed*.json"
         for path in sorted(self.root.glob(pattern)):
-            yield read_json(path)
-
-    def datasets(self) -> list[str]:
-        return sorted({r["dataset"] for r in self.records()})
+            if not path.parent.parent.parent.name.startswith("_"):
+                record = read_or_none(path)
+                if record is not None:
+                    yield record

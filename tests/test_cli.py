@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 import os
 import signal
 import subprocess
@@ -37,7 +38,8 @@ def slow(ctx):
     return ctx.dynamics.loss[:, 0]
 '''
 
-TINY = ["--dataset", "digits", "--seeds", "1", "--epochs", "3", "--quiet"]
+TINY = ["--dataset", "digits", "--seeds", "1", "--epochs", "3", "--quiet", "--option", "detection.types=label-uniform"]
+BOARD = Path("digits-epochs3") / "detection-seeds1-types-label-uniform"  # the board TINY makes
 
 
 @pytest.fixture
@@ -64,9 +66,9 @@ def test_plugin_method_is_listed_run_and_on_the_leaderboard(tmp_path, plugin):
     result = run_cli("run", *TINY, "--methods", "aum,plugin_max_loss", "--plugin", "my_plugin",
                      "--results", tmp_path / "res", "--leaderboards", board, env=plugin)
     assert result.returncode == 0, result.stderr
-    records = list((tmp_path / "res" / "digits" / "detection").glob("*/plugin_max_loss/seed0.json"))
+    records = list((tmp_path / "res").glob("digits-epochs3/*/detection/*/plugin_max_loss/seed0.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["metrics"]["auprc"] > 0.5
-    table = (board / "digits" / "detection.md").read_text()
+    table = (board / f"{BOARD}.md").read_text()
     assert "| plugin_max_loss" in table and "| aum" in table
     assert "plugin_max_loss" in (board / "README.md").read_text()
 
@@ -77,13 +79,13 @@ def test_failing_methods_are_reported_and_the_others_finish(tmp_path, plugin):
     assert result.returncode == 1
     assert "crashes: RuntimeError: boom" in result.stderr
     assert "returns_nan: MethodFailed" in result.stderr and "non-finite" in result.stderr
-    table = (tmp_path / "lb" / "digits" / "detection.md").read_text()
+    table = (tmp_path / "lb" / f"{BOARD}.md").read_text()
     assert "| loss" in table and "Failed methods" in table and "`crashes`" in table
 
 
 def _metrics(results):
     out = {}
-    for path in sorted(results.glob("digits/detection/*/*/seed*.json")):
+    for path in sorted(results.glob("digits*/*/detection/*/*/seed*.json")):
         record = json.loads(path.read_text())
         out[str(path.relative_to(results))] = record["metrics"]
     return out
@@ -91,7 +93,7 @@ def _metrics(results):
 
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path, plugin):
     args = ["run", "--dataset", "digits", "--seeds", "4", "--epochs", "3", "--quiet", "--no-report",
-            "--methods", "aum,loss,slow", "--plugin", "my_plugin"]
+            "--methods", "aum,loss,slow", "--plugin", "my_plugin", "--option", "detection.types=label-uniform"]
     clean = run_cli(*args, "--results", tmp_path / "clean", env=plugin)
     assert clean.returncode == 0, clean.stderr
 
@@ -100,7 +102,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path, p
     process = subprocess.Popen([sys.executable, "-m", "bench", *args, "--results", str(interrupted)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not list(interrupted.glob("digits/detection/*/*/seed*.json")) and time.time() < deadline:
+    while not list(interrupted.glob("digits*/*/detection/*/*/seed*.json")) and time.time() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -111,7 +113,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path, p
     resumed = run_cli(*args, "--results", interrupted, env=plugin)
     assert resumed.returncode == 0, resumed.stderr
     assert _metrics(interrupted) == _metrics(tmp_path / "clean")
-    for path in (tmp_path / "clean").glob("digits/scores/*/*/seed*.npz"):  # same seed, same scores, bit for bit
+    for path in (tmp_path / "clean").glob("digits*/*/scores/*/*/seed*.npz"):  # same seed, same scores, bit for bit
         twin = interrupted / path.relative_to(tmp_path / "clean")
         assert np.array_equal(np.load(path)["scores"], np.load(twin)["scores"])
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # nothing finished was redone
@@ -137,6 +139,6 @@ def test_overview_keeps_columns_of_datasets_not_regenerated(tmp_path):
     assert result.returncode == 0, result.stderr
     overview = (board / "README.md").read_text()
     assert "[otherdata/detection](otherdata/detection.md)" in overview
-    assert "[digits/detection](digits/detection.md)" in overview
-    ranks = json.loads((board / "digits" / "detection.ranks.json").read_text())["ranks"]
+    assert f"[{BOARD}]({BOARD}.md)" in overview
+    ranks = json.loads((board / f"{BOARD}.ranks.json").read_text())["ranks"]
     assert ranks["loss"] < ranks["random"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import fingerprint, registry
-from bench.cli import engine_spec, make_engine
+from bench.config import DatasetSpec, RunConfig, build_engine
 from bench.context import MissingNeed
 from bench.estimation import EARLY_STREAM, FOLD_STREAM, derived_seed
 from bench.recipes import recipe_for
@@ -34,16 +34,10 @@ def undeclared(ctx):
 '''
 
 
-class Args:
-    """The parts of the CLI's arguments that ``engine_spec`` reads."""
-
-    def __init__(self, results, methods):
-        self.results, self.methods, self.device = results, methods, "cpu"
-        self.epochs, self.recipe, self.model, self.subset, self.plugin = 2, None, None, None, []
-
-
-def _engine(results, methods):
-    return make_engine(engine_spec(Args(results, methods), "digits", 1, epochs=2))
+def _engine(results, methods, epochs=2):
+    names = tuple(m.name for m in registry.select_methods(methods))
+    return build_engine(RunConfig(DatasetSpec("digits"), recipe_for("digits", epochs=epochs), seeds=1, methods=names,
+                                  device="cpu", results=str(results)))
 
 
 @pytest.fixture
@@ -74,17 +68,17 @@ def test_editing_a_method_rescores_that_method_only(tmp_path, test_methods):
     engine = _engine(results, "edited,untouched,random")
     pool = engine.pool("train")
     first = engine.scores(pool, 0)
-    before = _mtimes(results, "digits/scores/*/*/seed0.npz")
-    training = _mtimes(results, "digits/_estimation/**/*")
+    before = _mtimes(results, "digits*/*/scores/*/*/seed0.npz")
+    training = _mtimes(results, "digits*/*/_estimation/**/*")
 
     test_methods(3)  # the body of `edited` changes
     engine = _engine(results, "edited,untouched,random")
     second = engine.scores(pool, 0)
-    after = _mtimes(results, "digits/scores/*/*/seed0.npz")
+    after = _mtimes(results, "digits*/*/scores/*/*/seed0.npz")
     changed = {str(p.parent.name) for p in after if after[p] != before[p]}
     assert changed == {"edited"}
     np.testing.assert_allclose(second["edited"].natural, 3 * first["edited"].natural)
-    assert _mtimes(results, "digits/_estimation/**/*") == training  # nothing was retrained
+    assert _mtimes(results, "digits*/*/_estimation/**/*") == training  # nothing was retrained
 
 
 def test_changing_the_training_code_retrains_and_rescores(tmp_path, test_methods, monkeypatch):
@@ -92,10 +86,10 @@ def test_changing_the_training_code_retrains_and_rescores(tmp_path, test_methods
     engine = _engine(results, "untouched,random")
     pool = engine.pool("train")
     engine.scores(pool, 0)
-    meta = results.glob("digits/_estimation/*/*/seed0/meta.json")
+    meta = results.glob("digits*/*/_estimation/*/seed0/meta.json")
     meta = next(meta)
     trained_at = meta.stat().st_mtime_ns
-    scores = _mtimes(results, "digits/scores/*/*/seed0.npz")
+    scores = _mtimes(results, "digits*/*/scores/*/*/seed0.npz")
 
     source = inspect.getsource
 
@@ -111,7 +105,7 @@ def test_changing_the_training_code_retrains_and_rescores(tmp_path, test_methods
     finally:
         fingerprint.module_fingerprint.cache_clear()
     assert meta.stat().st_mtime_ns != trained_at
-    after = _mtimes(results, "digits/scores/*/*/seed0.npz")
+    after = _mtimes(results, "digits*/*/scores/*/*/seed0.npz")
     rescored = {p.parent.name for p in after if after[p] != scores[p]}
     assert rescored == {"untouched"}  # `random` reads no trained model: its scores stand
 
@@ -163,31 +157,34 @@ def test_derived_seeds_do_not_collide():
 
 
 def test_estimation_reports_the_models_quality(tmp_path):
-    engine = make_engine(engine_spec(Args(tmp_path, "aum"), "digits", 1, epochs=10))
+    engine = _engine(tmp_path, "aum", epochs=10)
     engine.scores(engine.pool("train"), 0)
     quality = engine.estimator.quality(engine.pool("train"), 0)
     assert quality["test_accuracy"] > 0.9 and quality["final_train_accuracy"] > 0.9
 
 
 def test_a_table_states_the_quality_of_the_estimation_runs_on_its_own_pools():
-    from bench.leaderboard import _header, _recipe_text
+    from bench.leaderboard import _header
 
-    recipe = recipe_for("digits").to_dict()
-    quality = {_recipe_text(recipe): {("planted", 0): {"test_accuracy": 0.99, "final_train_accuracy": 0.9},
-                                      ("planted", 1): {"test_accuracy": 0.97, "final_train_accuracy": 0.8},
-                                      ("small", 0): {"test_accuracy": 0.5, "final_train_accuracy": 0.6}}}
-    record = {"dataset": "d", "seed": 0, "recipe": recipe, "device": "cpu", "config": {}}
-    own = _header("t", [{**record, "pool": "planted"}], quality)
+    board = {"dataset": "d", "dataset_fingerprint": "f", "pool_size": None, "recipe": recipe_for("digits").to_dict(),
+             "track": "detection", "settings_changed": {}, "profile": "default",
+             "provenance": {"command": "c", "commit": "x", "date": "now"}}
+    quality = {("planted", 0): {"test_accuracy": 0.99, "final_train_accuracy": 0.9},
+               ("planted", 1): {"test_accuracy": 0.97, "final_train_accuracy": 0.8},
+               ("small", 0): {"test_accuracy": 0.5, "final_train_accuracy": 0.6}}
+    record = {"dataset": "d", "seed": 0, "device": "cpu", "config": {}}
+    own = _header("t", board, [{**record, "pool": "planted"}], quality)
     assert "estimation model (2 runs): clean test accuracy 98.0%, final training accuracy 85.0%" in own
-    in_config = _header("t", [{**record, "config": {"pool": "small"}}], quality)
+    in_config = _header("t", board, [{**record, "config": {"pool": "small"}}], quality)
     assert "estimation model (1 run): clean test accuracy 50.0%, final training accuracy 60.0%" in in_config
-    unnamed = _header("t", [record], quality)  # a track whose records name no pool: every run of the dataset
+    unnamed = _header("t", board, [record], quality)  # a track whose records name no pool: every run of the scope
     assert "estimation model (3 runs): clean test accuracy 82.0%" in unnamed
-    quality[_recipe_text(recipe)][("pooled-200", 0)] = {"test_accuracy": 1.0, "final_train_accuracy": 1.0}
-    pooled = _header("t", [{**record, "pool": "pooled-200"}], quality)  # trained on part of the test split
+    quality[("pooled-n200-abc", 0)] = {"test_accuracy": 1.0, "final_train_accuracy": 1.0}
+    pooled = _header("t", board, [{**record, "pool": "pooled-n200-abc"}], quality)  # trained on the test split too
     assert ("estimation model (1 run): final training accuracy 100.0% (against the labels it was given); "
             "no clean test accuracy: the pool holds the test split") in pooled
-    assert "clean test accuracy 82.0% (3 of them)" in _header("t", [record], quality)
+    assert "clean test accuracy 82.0% (3 of them)" in _header("t", board, [record], quality)
+    assert "fold_repeats=3" in own and "label_smoothing=0" in own  # every recipe field
 
 
 def test_early_runs_stop_at_the_early_epoch_with_the_full_schedule():

@@ -19,12 +19,12 @@ RUN = ["run", "--dataset", "digits", "--seeds", "2", "--epochs", "3", "--quiet",
 
 
 def _scores(results):
-    return {str(p.relative_to(results)): np.load(p)["scores"] for p in sorted(results.glob("digits/scores/*/*/*.npz"))}
+    return {str(p.relative_to(results)): np.load(p)["scores"] for p in sorted(results.glob("digits*/*/scores/*/*/*.npz"))}
 
 
 def _detections(results):
     return {str(p.relative_to(results)): json.loads(p.read_text())["metrics"]
-            for p in sorted(results.glob("digits/detection/*/*/*.json"))}
+            for p in sorted(results.glob("digits*/*/detection/*/*/*.json"))}
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,11 @@ def test_killed_workers_leave_no_partial_record_and_a_rerun_trains_only_the_miss
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 600
-    while not list(tmp_path.glob("digits/_estimation/*/*/*/meta.json")) and time.time() < deadline:
+    while not list(tmp_path.glob("digits*/*/_estimation/*/*/meta.json")) and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers
     process.wait()
-    done = {p: p.stat().st_mtime_ns for p in tmp_path.glob("digits/_estimation/*/*/*/meta.json")}
+    done = {p: p.stat().st_mtime_ns for p in tmp_path.glob("digits*/*/_estimation/*/*/meta.json")}
     assert done, "no unit finished before the kill"
     for path in tmp_path.rglob("*.json"):  # every record present is whole (temporary files are never read)
         json.loads(path.read_text())

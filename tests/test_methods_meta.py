@@ -8,43 +8,43 @@ from bench.engine import Engine
 from bench.recipes import Recipe
 from bench.registry import select_methods
 from bench.store import Store
-from bench.tracks import TRACKS, methods_meta
+from bench.tracks import TRACKS, meta
 from methods_support import single_thread
 
 
 def test_stability_of_identical_seeds_is_perfect_and_of_noise_is_not():
     rng = np.random.default_rng(0)
     same = rng.random(500)
-    perfect = methods_meta.stability({0: same, 1: same, 2: same})
+    perfect = meta.stability({0: same, 1: same, 2: same})
     assert perfect["rho"] == pytest.approx(1.0) and perfect["jaccard"] == 1.0
     assert perfect["halves"] == [[0, 2], [1]]
-    noise = methods_meta.stability({s: rng.random(500) for s in range(4)})
+    noise = meta.stability({s: rng.random(500) for s in range(4)})
     assert abs(noise["rho"]) < 0.2 and noise["jaccard"] < 0.3
-    assert methods_meta.stability({0: same}) is None
+    assert meta.stability({0: same}) is None
 
 
 def test_stability_uses_the_means_of_the_halves():
     base = np.arange(100.0)
     # seeds 0 and 2 are noisy copies whose mean is exactly `base`; seed 1 is `base`
     wiggle = np.tile([5.0, -5.0], 50)
-    result = methods_meta.stability({0: base + wiggle, 1: base, 2: base - wiggle})
+    result = meta.stability({0: base + wiggle, 1: base, 2: base - wiggle})
     assert result["rho"] == pytest.approx(1.0)
 
 
 def test_agreement_of_a_method_with_its_negation():
     rng = np.random.default_rng(1)
     s = rng.random(200)
-    table = methods_meta.agreement({"a": s, "minus_a": -s, "b": rng.random(200)})
+    table = meta.agreement({"a": s, "minus_a": -s, "b": rng.random(200)})
     assert table["a"]["minus_a"]["spearman"] == pytest.approx(-1.0)
     assert table["a"]["minus_a"]["jaccard"] == 0.0
     assert table["a"]["a"]["jaccard"] == 1.0 and table["a"]["a"]["spearman"] == pytest.approx(1.0)
     assert table["b"]["a"]["spearman"] == table["a"]["b"]["spearman"]
-    two = methods_meta.agreement({"a": s, "minus_a": -s})
+    two = meta.agreement({"a": s, "minus_a": -s})
     assert two["minus_a"]["a"]["spearman"] == pytest.approx(-1.0)
 
 
 def test_track_is_registered():
-    assert TRACKS["methods"] is methods_meta
+    assert TRACKS["meta"] is meta
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +54,12 @@ def meta_run(tmp_path_factory):
     engine = Engine(data, recipe, select_methods("loss,aum,random"), [0, 1, 2], torch.device("cpu"),
                     Store(tmp_path_factory.mktemp("results")), quiet=True)
     with single_thread():
-        methods_meta.run(engine)
+        engine.run_track(meta)
     return engine
 
 
 def test_run_writes_a_record_per_method_and_seed(meta_run):
-    records = list(meta_run.store.records("blobs", "methods"))
+    records = list(meta_run.store.records("meta"))
     assert sorted((r["method"], r["seed"]) for r in records) == sorted(
         (m, s) for m in ("aum", "loss", "random") for s in (0, 1, 2))
     loss = next(r for r in records if r["method"] == "loss")
@@ -71,13 +71,13 @@ def test_run_writes_a_record_per_method_and_seed(meta_run):
 
 
 def test_report_tables_ranks_and_heatmap(meta_run):
-    report = methods_meta.report(list(meta_run.store.records("blobs", "methods")))
+    report = meta.report(list(meta_run.store.records("meta")))
     assert "stability ρ" in report.markdown and "Jaccard" in report.markdown
     assert report.ranks["random"] == 3.0 and set(report.ranks) == {"aum", "loss", "random"}
-    assert set(report.plots) == {"methods_agreement.png"}
+    assert set(report.plots) == {"meta_agreement.png"}
     import matplotlib.pyplot as plt
 
-    plt.close(report.plots["methods_agreement.png"])
+    plt.close(report.plots["meta_agreement.png"])
 
 
 def test_tied_scores_do_not_agree_by_construction():
@@ -85,7 +85,7 @@ def test_tied_scores_do_not_agree_by_construction():
     # and two halves must not pick the same tied samples just because they share a tie order
     scores = np.zeros(1000)
     scores[:50] = 1.0
-    result = methods_meta.stability({0: scores, 1: scores})
+    result = meta.stability({0: scores, 1: scores})
     assert result["rho"] == pytest.approx(1.0)
     assert 0.3 < result["jaccard"] < 0.6
-    assert methods_meta.agreement({"a": scores, "b": scores.copy(), "c": -scores})["a"]["b"]["jaccard"] < 0.6
+    assert meta.agreement({"a": scores, "b": scores.copy(), "c": -scores})["a"]["b"]["jaccard"] < 0.6

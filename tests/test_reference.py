@@ -45,9 +45,9 @@ def _noisy_npz(path: Path, n: int = 600, classes: int = 3, noise: float = 0.15, 
     return path
 
 
-def _engine(dataset, methods, root, seeds=(0, 1, 2), **options) -> Engine:
+def _engine(dataset, methods, root, seeds=(0, 1, 2), pool_size=None, **settings) -> Engine:
     return Engine(dataset, Recipe(epochs=1, checkpoints=1), [registry.get_method(m) for m in methods], list(seeds),
-                  torch.device("cpu"), Store(root), options=options, quiet=True)
+                  torch.device("cpu"), Store(root), settings=settings, quiet=True, pool_size=pool_size)
 
 
 # ---- data: per-row arrays -------------------------------------------------------------------------
@@ -201,12 +201,13 @@ def test_reference_track_and_real_noise_detection_with_an_oracle(tmp_path, oracl
         """Knows the clean labels and the reference: the planted noise first, then the reference order."""
         return (ctx.y.cpu().numpy() != clean) * 1e6 + ctx.x[:, 0].cpu().numpy()
 
-    engine = _engine(data, ["oracle", "random"], tmp_path / "results")
-    assert detection.configs(engine) == [{"type": "label-uniform", "rate": 0.1},
-                                         {"type": "real", "rate": round(float((data.y_train.numpy() != clean).mean()), 4)}]
-    engine.options["detection"] = {"types": ["real"]}
-    detection.run(engine)
-    records = list(engine.store.records(data.key, "detection"))
+    real = detection.Settings(types=("real",))
+    engine = _engine(data, ["oracle", "random"], tmp_path / "results", detection=real)
+    assert detection.configs(engine, detection.Settings(types=("label-uniform",))) == [
+        {"type": "label-uniform", "rate": 0.1},
+        {"type": "real", "rate": round(float((data.y_train.numpy() != clean).mean()), 4)}]
+    engine.run_track(detection)
+    records = list(engine.store.records("detection"))
     assert len(records) == 6 and {r["config"]["type"] for r in records} == {"real"}
     base_rate = float((data.y_train.numpy() != clean).mean())
     for record in records:
@@ -216,8 +217,8 @@ def test_reference_track_and_real_noise_detection_with_an_oracle(tmp_path, oracl
     random_auprc = np.mean([r["metrics"]["auprc"] for r in records if r["method"] == "random"])
     assert abs(random_auprc - base_rate) < 0.06
 
-    reference.run(engine)
-    refs = list(engine.store.records(data.key, "reference"))
+    engine.run_track(reference)
+    refs = list(engine.store.records("reference"))
     assert len(refs) == 6
     oracle_ref = [r["metrics"] for r in refs if r["method"] == "oracle"]
     random_ref = [r["metrics"] for r in refs if r["method"] == "random"]
@@ -226,13 +227,12 @@ def test_reference_track_and_real_noise_detection_with_an_oracle(tmp_path, oracl
     text = TRACKS["reference"].report(refs).markdown
     assert "Spearman" in text and "oracle" in text
 
-    plain = _engine(load_dataset("blobs"), ["random"], tmp_path / "results")
-    reference._TOLD.discard("blobs")
+    plain = _engine(load_dataset("blobs"), ["random"], tmp_path / "plain")
     with caplog.at_level(logging.WARNING, logger="bench"):
-        reference.run(plain)
-        reference.run(plain)
+        plain.run_track(reference)
+        plain.run_track(reference)
     assert sum("no reference hardness" in m for m in caplog.messages) == 1
-    assert not list(plain.store.records(plain.dataset.key, "reference"))
+    assert not list(plain.store.records("reference"))
 
 
 def test_reference_with_pool_size_follows_the_kept_rows(tmp_path, oracle_registry):
@@ -247,25 +247,27 @@ def test_reference_with_pool_size_follows_the_kept_rows(tmp_path, oracle_registr
     pool = engine.pool("train")
     assert len(pool) == 200
     assert torch.equal(pool.x.cpu(), data.x_train[torch.as_tensor(pool.rows)])
-    reference.run(engine)
-    (record,) = engine.store.records(data.key, "reference")
+    engine.run_track(reference)
+    (record,) = engine.store.records("reference")
     assert record["metrics"]["spearman"] == pytest.approx(1.0) and record["metrics"]["auprc"] == pytest.approx(1.0)
 
 
 # ---- detection options and label-pair wiring -------------------------------------------------------------------
 def test_detection_profiles(tmp_path):
+    from bench.config import PROFILES
+    from bench.errors import UsageError
+
     engine = _engine(load_dataset("digits"), ["random"], tmp_path)
-    assert detection.configs(engine) == [{"type": "label-uniform", "rate": 0.1}]
-    engine.options["profile"] = "default"
-    assert [c["type"] for c in detection.configs(engine)] == detection.TYPES and \
-        {c["rate"] for c in detection.configs(engine)} == {0.1}
-    engine.options["profile"] = "full"
-    assert len(detection.configs(engine)) == 15
-    engine.options["detection"] = {"types": "near-ood"}  # a single --option value
-    assert len(detection.configs(engine)) == 3
-    engine.options["detection"] = {"types": ["label-noise"]}
-    with pytest.raises(UnknownName, match="real"):
-        detection.configs(engine)
+
+    def configs(*layers):
+        return detection.configs(engine, detection.Settings.build(*layers))
+
+    assert [c["type"] for c in configs()] == detection.TYPES and {c["rate"] for c in configs()} == {0.1}
+    assert configs(PROFILES["smoke"]["detection"]) == [{"type": "label-uniform", "rate": 0.1}]
+    assert len(configs(PROFILES["full"]["detection"])) == 15
+    assert len(configs(PROFILES["full"]["detection"], {"types": "near-ood"})) == 3  # a single --option value
+    with pytest.raises(UsageError, match="real"):
+        detection.Settings.build({"types": ["label-noise"]}).validate()
 
 
 def test_label_pair_confusion_comes_from_the_cached_k_fold_models(tmp_path):
@@ -276,12 +278,12 @@ def test_label_pair_confusion_comes_from_the_cached_k_fold_models(tmp_path):
     registry.load_builtin_methods()
     engine = _engine(data, ["random"], tmp_path, seeds=(0,))
     pool = detection.detection_pool(engine, {"type": "label-pair", "rate": 0.2}, 0)
-    assert len(list(tmp_path.glob("tiny/_estimation/train/*/seed0-folds/folds.npz"))) == 1  # the K-fold models
+    assert len(list(tmp_path.glob("tiny*/*/_estimation/train-*/seed0-folds/folds.npz"))) == 1  # the K-fold models
     confusion = engine.estimator.clean_confusion()
     assert confusion.sum() == 120  # every sample predicted once, by a model that did not train on it
     moved = torch.as_tensor(pool.planted)
     assert torch.equal(pool.y[moved], torch.as_tensor(most_confused(confusion))[y[moved]])
-    assert pool.key == "label-pair-0.2-s0"
+    assert pool.key.startswith("label-pair-0.2-s0-")
 
 
 # ---- export of per-sample scores -----------------------------------------------------------------------------
@@ -311,7 +313,7 @@ def test_export_scores_equal_the_stored_ones(tmp_path, oracle_registry):
         assert [int(r["index"]) for r in mine] == list(range(len(pool)))
         assert np.allclose([float(r["natural"]) for r in mine], result.natural)
         assert np.allclose([float(r["score"]) for r in mine], result.scores)
-        assert {r["dataset"] for r in mine} == {data.key} and {r["pool"] for r in mine} == {"train"}
+        assert {r["dataset"] for r in mine} == {data.key} and {r["pool"] for r in mine} == {pool.key}
 
 
 def test_export_scores_uses_npz_for_large_pools(tmp_path, monkeypatch, oracle_registry):

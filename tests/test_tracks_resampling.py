@@ -9,11 +9,18 @@ from bench.errors import UsageError
 from scipy.stats import ttest_rel
 
 from bench.tracks import resampling
-from bench.tracks.resampling import METRICS, class_metrics, compare, configs, findings, normalise, report, setting
+from bench.config import PROFILES
+from bench.tracks.resampling import METRICS, Settings, class_metrics, compare, configs, findings, options, report, setting
+
+EVERY_CONTROL = {"control_alphas": None, "control_fillers": None, "control_methods": None}
 
 
 def _opts(**over):
-    return normalise({**resampling.DEFAULTS, **over})
+    return options(Settings.build(EVERY_CONTROL, over))
+
+
+def _profile(name):
+    return options(Settings.build(PROFILES[name].get("resampling", {})))
 
 
 def _settings(opts):
@@ -28,40 +35,47 @@ def test_default_configs_run_every_control_for_every_alpha():
 
 
 def test_profiles_restrict_the_controls():
-    default = normalise({**resampling.DEFAULTS, **resampling.PROFILES["default"]})
+    default = _profile("default")
     controls = [s for s in _settings(default) if s[3] != "hardness"]
     assert controls == [(0.0, 1.0, "duplicate", "permuted"), (0.0, 1.0, "duplicate", "inverse")]
     assert [setting(c) for c in configs(default, "aum")] == _settings(default)
     assert all(setting(c)[3] == "hardness" for c in configs(default, "el2n"))  # controls for two methods only
-    smoke = normalise({**resampling.DEFAULTS, **resampling.PROFILES["smoke"]})
+    smoke = _profile("smoke")
     assert [setting(c) for c in configs(smoke, "loss")] == [
         (0.0, 0.0, "none", "hardness"), (0.0, 1.0, "duplicate", "hardness"), (0.0, 1.0, "duplicate", "permuted")]
-    full = _settings(normalise({**resampling.DEFAULTS, **resampling.PROFILES["full"]}))
+    full = _settings(_profile("full"))
     assert (0.5, 3.0, "holdout", "inverse") in full and not any(s[2] == "holdout" and s[0] == 0 for s in full)
 
 
 def test_config_keys_appear_only_where_not_the_default():
     cfgs = configs(_opts(alphas=[0, 1], fillers=["duplicate", "holdout"], prune=0.5, controls=["permuted"]))
-    assert {"alpha": 0.0, "filler": "none", "keep": "hardest"} in cfgs
-    assert {"alpha": 1.0, "filler": "duplicate", "keep": "hardest", "assignment": "permuted"} in cfgs
-    assert {"alpha": 0.0, "filler": "none", "keep": "hardest", "prune": 0.5} in cfgs
-    assert {"alpha": 1.0, "filler": "holdout", "keep": "hardest", "prune": 0.5} in cfgs
+    shared = {"split_seed": 0, "epochs": None}  # the settings every record's key holds
+    assert {"alpha": 0.0, "filler": "none", "keep": "hardest", **shared} in cfgs
+    assert {"alpha": 1.0, "filler": "duplicate", "keep": "hardest", "assignment": "permuted", **shared} in cfgs
+    assert {"alpha": 0.0, "filler": "none", "keep": "hardest", "prune": 0.5, **shared} in cfgs
+    assert {"alpha": 1.0, "filler": "holdout", "keep": "hardest", "prune": 0.5, **shared} in cfgs
     assert not any(c["filler"] == "holdout" and "prune" not in c for c in cfgs)
 
 
 def test_option_values_from_the_command_line():
-    opts = _opts(prune=0.5, fillers="duplicate", controls=None, control_alphas=1)
+    opts = _opts(prune=0.5, fillers="duplicate", controls="none", control_alphas=1)
     assert opts["prune"] == [0.5] and opts["fillers"] == ["duplicate"] and opts["controls"] == []
-    assert opts["control_alphas"] == [1] and opts["control_fillers"] is None
+    assert opts["control_alphas"] == [1.0] and opts["control_fillers"] is None
 
 
-def test_holdout_without_pruning_is_refused_clearly():
+def test_bad_settings_are_refused_clearly():
     with pytest.raises(UsageError, match="holdout.*prun"):
-        _opts(fillers=["duplicate", "holdout"])
-    with pytest.raises(UsageError, match="prune fractions"):
-        _opts(prune=[1.5])
-    with pytest.raises(UsageError, match="unknown resampling filler or control 'reversed'"):
-        _opts(controls=["reversed"])
+        Settings.build({"fillers": ["duplicate", "holdout"]}).validate()
+    with pytest.raises(UsageError, match=r"The 'fillers' parameter of resampling must be a subset of "
+                                         r"\{duplicate, smote, holdout\}. Got 'smot' instead."):
+        Settings.build({"fillers": "smot"}).validate()
+    with pytest.raises(UsageError, match="renamed: use resampling.protocol_seeds"):
+        Settings.build({"seeds": 2})
+    with pytest.raises(UsageError, match=r"The 'prune' parameter of resampling must lie in \(0.0, 1.0\). Got 1.5"):
+        Settings.build({"prune": [1.5]}).validate()
+    with pytest.raises(UsageError, match="The 'controls' parameter of resampling must be a subset of "
+                                         "{permuted, inverse}. Got 'reversed' instead."):
+        Settings.build({"controls": ["reversed"]}).validate()
 
 
 def test_class_metrics_by_hand():
@@ -147,12 +161,13 @@ def test_pruning_case_study_end_to_end(tmp_path):
 
     data = load_dataset("digits")
     recipe = replace(RECIPES["digits"], model_kwargs={"hidden": [32]}, epochs=2)
-    options = {"resampling": {"seeds": 2, "alphas": [0, 3], "fillers": ["holdout", "duplicate"], "prune": 0.5,
-                              "controls": "permuted", "control_fillers": "holdout"}}
+    settings = Settings.build({"protocol_seeds": 2, "alphas": [0, 3], "fillers": ["holdout", "duplicate"],
+                               "prune": 0.5, "controls": "permuted", "control_fillers": "holdout", "control_alphas": None,
+                               "control_methods": None})
     engine = Engine(data, recipe, [get_method("loss")], [0], torch.device("cpu"), Store(tmp_path / "results"),
-                    options=options, quiet=True)
-    resampling.run(engine)
-    records = list(engine.store.records("digits", "resampling"))
+                    settings={"resampling": settings}, quiet=True)
+    engine.run_track(resampling)
+    records = list(engine.store.records("resampling"))
     # unpruned: alpha 0, alpha 3 duplicate; pruned: alpha 0, holdout (hardness, permuted), duplicate; x 2 seeds
     assert len(records) == 6 * 2
     y = data.y_train.numpy()
@@ -165,8 +180,8 @@ def test_pruning_case_study_end_to_end(tmp_path):
     assert holdout and all(len(r["duplicated"]) == data.num_classes for r in holdout)
     text = report(records).markdown
     assert "Case study 1" in text and "holdout" in text
-    resampling.run(engine)  # resume: every record is there
-    assert len(list(engine.store.records("digits", "resampling"))) == len(records)
+    engine.run_track(resampling)  # resume: every record is there
+    assert len(list(engine.store.records("resampling"))) == len(records)
 
 
 def test_degenerate_sizes_are_named_with_their_cause():

@@ -19,32 +19,34 @@ def _loss(ctx):
     return ctx.dynamics.loss.mean(axis=1)
 
 
-def _engine(tmp_path, methods, **options):
+def _engine(tmp_path, methods, pool_size=None, settings=None):
     data = load_dataset("digits")
     recipe = replace(RECIPES["digits"], model_kwargs={"hidden": [32]}, epochs=2)
-    return Engine(data, recipe, methods, [0], torch.device("cpu"), Store(tmp_path / "results"), options=options,
-                  quiet=True)
+    return Engine(data, recipe, methods, [0], torch.device("cpu"), Store(tmp_path / "results"),
+                  settings=settings or SETTINGS, quiet=True, pool_size=pool_size)
 
 
 def _models(tmp_path):
-    return len(list((tmp_path / "results").glob("digits/_protocol/**/*.npz")))
+    return len(list((tmp_path / "results").glob("*/*/_protocol/**/*.npz")))
 
 
 LOSS = Method("loss_a", _loss, True, frozenset({"dynamics"}))
 LOSS_TWICE = Method("loss_b", lambda ctx: 2 * _loss(ctx) + 1, True, frozenset({"dynamics"}))  # same ranking
-OPTS = {"pathways": {"seeds": 2, "ratios": [0.0, 0.5, 1.0]}, "split": {"seeds": 2},
-        "resampling": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"]}}
+SETTINGS = {"pathways": pathways.Settings(protocol_seeds=2, ratios=(0.0, 0.5, 1.0)),
+            "split": split.Settings(protocol_seeds=2),
+            "resampling": resampling.Settings(protocol_seeds=2, alphas=(0.0, 1.0), fillers=("duplicate",),
+                                              control_methods=None)}
 
 
 def test_identical_hard_sets_share_models(tmp_path):
-    engine = _engine(tmp_path / "one", [LOSS], **OPTS)
-    pathways.run(engine)
+    engine = _engine(tmp_path / "one", [LOSS])
+    engine.run_track(pathways)
     alone = _models(tmp_path / "one")
     assert alone == 5 * 2  # E0, E.5, H0, H.5, and r = 1 shared by E and H; 2 seeds
-    engine = _engine(tmp_path / "two", [LOSS, LOSS_TWICE], **OPTS)
-    pathways.run(engine)
+    engine = _engine(tmp_path / "two", [LOSS, LOSS_TWICE])
+    engine.run_track(pathways)
     assert _models(tmp_path / "two") == alone  # the second method trained nothing new
-    records = list(engine.store.records("digits", "pathways"))
+    records = list(engine.store.records("pathways"))
     assert len(records) == 2 * 6 * 2
     a = {(r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records if r["method"] == "loss_a"}
     b = {(r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records if r["method"] == "loss_b"}
@@ -52,9 +54,9 @@ def test_identical_hard_sets_share_models(tmp_path):
 
 
 def test_split_track(tmp_path):
-    engine = _engine(tmp_path, [LOSS, get_method("random")], **OPTS)
-    split.run(engine)
-    records = list(engine.store.records("digits", "split"))
+    engine = _engine(tmp_path, [LOSS, get_method("random")])
+    engine.run_track(split)
+    records = list(engine.store.records("split"))
     assert len(records) == 2 * 2
     by = {(r["method"], r["seed"]): r["metrics"] for r in records}
     # the random split is method-independent: one baseline for both methods
@@ -65,7 +67,7 @@ def test_split_track(tmp_path):
     assert -1 <= loss["class_r"] <= 1
     trained = _models(tmp_path)
     assert trained == (1 + 2 + 2) * 2  # random once; hardest + easiest per method
-    split.run(engine)  # resume: nothing left to do
+    engine.run_track(split)  # resume: nothing left to do
     assert _models(tmp_path) == trained
     report = split.report(records)
     assert "swing" in report.markdown and set(report.ranks) == {"loss_a", "random"}
@@ -74,9 +76,9 @@ def test_split_track(tmp_path):
 
 
 def test_pathways_report(tmp_path):
-    engine = _engine(tmp_path, [LOSS], **OPTS)
-    pathways.run(engine)
-    records = list(engine.store.records("digits", "pathways"))
+    engine = _engine(tmp_path, [LOSS])
+    engine.run_track(pathways)
+    records = list(engine.store.records("pathways"))
     stats = pathways.summary(records)["loss_a"]
     by = {(r["config"]["pathway"], r["config"]["r"], r["seed"]): r["metrics"] for r in records}
     m = by[("E", 1.0, 1000)]
@@ -88,9 +90,9 @@ def test_pathways_report(tmp_path):
 
 
 def test_resampling_track(tmp_path):
-    engine = _engine(tmp_path, [get_method("aum"), LOSS], **OPTS)
-    resampling.run(engine)
-    records = list(engine.store.records("digits", "resampling"))
+    engine = _engine(tmp_path, [get_method("aum"), LOSS])
+    engine.run_track(resampling)
+    records = list(engine.store.records("resampling"))
     # (alpha 0, alpha 1 duplicate with hardness, permuted and inverse sizes) x methods x seeds
     assert len(records) == 4 * 2 * 2
     base = [r for r in records if r["config"]["alpha"] == 0]
@@ -108,19 +110,22 @@ def test_resampling_track(tmp_path):
 
 def test_tracks_registered_and_options():
     assert {"split", "pathways", "resampling"} <= set(TRACKS)
-    opts = parse_options(["pathways.ratios=0,0.25,1", "pathways.seeds=10", "resampling.fillers=smote,duplicate",
-                          "split.epochs=none"])
-    assert opts == {"pathways": {"ratios": [0, 0.25, 1], "seeds": 10},
+    opts = parse_options(["pathways.ratios=0,0.25,1", "pathways.protocol_seeds=10",
+                          "resampling.fillers=smote,duplicate", "split.epochs=none"])
+    assert opts == {"pathways": {"ratios": [0, 0.25, 1], "protocol_seeds": 10},
                     "resampling": {"fillers": ["smote", "duplicate"]}, "split": {"epochs": None}}
+    settings = pathways.Settings.build(opts["pathways"])
+    assert settings.ratios == (0.0, 0.25, 1.0) and settings.protocol_seeds == 10
 
 
-def test_pool_size_keeps_a_stratified_subset(tmp_path):
+def test_pool_size_keeps_a_stratified_subset_of_every_pool(tmp_path):
     engine = _engine(tmp_path, [LOSS], pool_size=500)
     pool = engine.pool("pooled")
-    assert len(pool) == 500 and pool.key == "pooled-500"
+    assert len(pool) == 500 and pool.key.startswith("pooled-n500-")
     counts = np.bincount(pool.y.numpy(), minlength=10)
     assert counts.min() >= 45 and counts.max() <= 55
-    assert len(engine.pool("train", ("label-uniform", 0.1), 0)) == len(engine.dataset.y_train)  # plantings untouched
+    planted = engine.pool("train", ("label-uniform", 0.1), 0)  # planted pools are cut too
+    assert len(planted) == 500 and "-n500-" in planted.key and planted.planted.sum() == 50
 
 
 def test_curvbim_report_shows_the_reference():

@@ -41,8 +41,16 @@ def _cases(tmp):
                                                           x_test=x[:4], y_test=np.array([0, 1, 0, 1])),
                                         "--methods", "cleanlab"], "need at least 2 per class"),
         "unknown option key": (["--option", "pathways.seedz=10"], "unknown option pathways.seedz"),
-        "option value type": (["--option", "pathways.seeds=many"], "expects a number"),
+        "renamed option key": (["--option", "pathways.seeds=10"], "renamed: use pathways.protocol_seeds"),
+        "option value type": (["--option", "pathways.protocol_seeds=many"], "expects a whole number"),
         "unknown track in option": (["--option", "pathway.seeds=2"], "unknown track 'pathway'"),
+        "option of a track not selected": (["--option", "pathways.q=0.2"], "the track 'pathways' is not selected"),
+        "bad value of a later track": (["--tracks", "detection,resampling", "--option", "resampling.fillers=smot"],
+                                       "The 'fillers' parameter of resampling must be a subset of "
+                                       "{duplicate, smote, holdout}. Got 'smot' instead."),
+        "renamed track": (["--tracks", "methods"], "the track 'methods' is now called 'meta'"),
+        "ambiguous image layout": (["--dataset", _npz(tmp / "images.npz", x=rng.normal(size=(40, 3, 4, 3)), y=y)],
+                                   "--layout channels-first"),
         "plugin import failure": (["--plugin", "no_such_module_here"], "cannot import plugin"),
         "plugin name clash": (["--plugin", "clash_plugin"], "already registered"),
         "bad --jobs": (["--jobs", "0"], "--jobs must be at least 1"),
@@ -50,8 +58,9 @@ def _cases(tmp):
 
 
 CASES = ["not an npz", "length mismatch", "NaN inputs", "float labels", "negative labels", "one class",
-         "class too small for K-fold", "unknown option key", "option value type", "unknown track in option",
-         "plugin import failure", "plugin name clash", "bad --jobs"]
+         "class too small for K-fold", "unknown option key", "renamed option key", "option value type",
+         "unknown track in option", "option of a track not selected", "bad value of a later track", "renamed track",
+         "ambiguous image layout", "plugin import failure", "plugin name clash", "bad --jobs"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -110,5 +119,5 @@ def test_readme_plugin_example_leaves_the_readme_unchanged(tmp_path):
     result = run_cli("run", "--plugin", "my_module", "--methods", "my_aum,aum,random", "--tracks", "detection",
                      "--seeds", "1", "--epochs", "2", "--quiet", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "leaderboards" / "digits" / "detection.md").exists()
+    assert (tmp_path / "leaderboards" / "digits-epochs2" / "detection-seeds1.md").exists()
     assert (tmp_path / "README.md").read_text() == readme

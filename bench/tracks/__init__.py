@@ -1,16 +1,22 @@
-"""Tracks: each module has ``NAME``, ``run(engine)`` that writes metric records, and
-``report(records) -> Report`` that turns those records into a leaderboard.
-
-Adding a track: write a module with those three names and list it in ``TRACKS``.
+"""Tracks: each module has ``NAME``, ``Settings``, ``plan``, ``run`` and ``report``
+(see ``bench.tracks.base``). Adding a track: write such a module and list it in ``TRACKS``.
 """
 from __future__ import annotations
 
-from ..errors import UnknownName
-from . import detection, geometry, methods_meta, pathways, reference, resampling, split
+from ..errors import UnknownName, UsageError
+from . import detection, geometry, meta, pathways, reference, resampling, split
 from .base import Report  # noqa: F401  (re-exported for track authors)
 
-TRACKS = {module.NAME: module for module in (detection, split, pathways, resampling, methods_meta, reference,
-                                              geometry)}
+TRACKS = {module.NAME: module for module in (detection, split, pathways, resampling, meta, reference, geometry)}
+RENAMED = {"methods": "meta"}  # old track names a user may have typed
+
+
+def track_named(name: str):
+    if name in RENAMED:
+        raise UsageError(f"the track {name!r} is now called {RENAMED[name]!r}: use --tracks {RENAMED[name]}")
+    if name not in TRACKS:
+        raise UnknownName("track", name, TRACKS)
+    return TRACKS[name]
 
 
 def select_tracks(names: str | list[str]) -> list:
@@ -18,7 +24,4 @@ def select_tracks(names: str | list[str]) -> list:
         names = [n.strip() for n in names.split(",") if n.strip()]
     if names == ["all"]:
         return list(TRACKS.values())
-    for name in names:
-        if name not in TRACKS:
-            raise UnknownName("track", name, TRACKS)
-    return [TRACKS[n] for n in names]
+    return [track_named(n) for n in names]

@@ -1,15 +1,132 @@
-"""What every track's ``report`` returns, plus helpers shared by the track reports."""
+"""The shape every track shares, and helpers for their runs and reports.
+
+A track is a module with:
+
+- ``NAME`` and ``Settings``: a frozen ``TrackSettings`` dataclass whose defaults are the
+  track's defaults, with ``validate()`` (checked before anything trains);
+- ``plan(engine, settings) -> list[Unit]``: every record the run should produce, as
+  (config, method, seed) units; a unit's config holds every setting that affects it;
+- ``run(engine, settings, todo)``: computes the units in ``todo`` (the engine's
+  ``run_track`` passes only those without a current record: one path skips finished work);
+- ``report(records) -> Report``: the leaderboard body, from the records alone.
+"""
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
 
+from ..errors import UsageError
 from ..protocol import ProtocolTrainer
 from ..recipes import Recipe
+
+
+class Unit(NamedTuple):
+    """One record a track writes: its cell's config, the method and the seed."""
+    config: dict
+    method: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """A track's settings. Subclasses list their fields with defaults; ``ENUMERATED`` names
+    the fields that only choose which cells run (types, rates, α values): the others are part
+    of every record's config. ``RENAMED`` maps old option names to new ones, for a hint."""
+    NAME: ClassVar[str] = ""
+    ENUMERATED: ClassVar[tuple[str, ...]] = ()
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    def validate(self) -> None:
+        """Raise ``UsageError`` naming the parameter, what is allowed and what was given."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def shared(self) -> dict:
+        """The settings that are part of every record's config."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.ENUMERATED}
+
+    def differences(self) -> dict:
+        """The settings that differ from the track's defaults (for board headers and names)."""
+        default = type(self)().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != default[k]}
+
+    @classmethod
+    def build(cls, *layers: dict) -> "TrackSettings":
+        """Defaults, then each layer (a profile's, then the user's ``--option`` values), each
+        value coerced to its field's type; unknown keys are usage errors."""
+        types = {f.name: str(f.type) for f in fields(cls)}
+        values: dict = {}
+        for layer in layers:
+            for key, value in layer.items():
+                if key not in types:
+                    hint = f" (renamed: use {cls.NAME}.{cls.RENAMED[key]})" if key in cls.RENAMED else ""
+                    raise UsageError(f"unknown option {cls.NAME}.{key}{hint}; {cls.NAME} options: "
+                                     f"{', '.join(sorted(types)) or 'none'}")
+                values[key] = coerce(f"{cls.NAME}.{key}", value, types[key])
+        return cls(**values)
+
+    def check_subset(self, name: str, allowed) -> None:
+        values = getattr(self, name)
+        bad = [v for v in (values or ()) if v not in allowed]
+        if bad:
+            raise UsageError(f"The {name!r} parameter of {self.NAME} must be a subset of "
+                             f"{{{', '.join(map(str, allowed))}}}. Got {bad[0]!r} instead.")
+
+    def check_choice(self, name: str, allowed) -> None:
+        if getattr(self, name) not in allowed:
+            raise UsageError(f"The {name!r} parameter of {self.NAME} must be one of "
+                             f"{{{', '.join(map(str, allowed))}}}. Got {getattr(self, name)!r} instead.")
+
+    def check_range(self, name: str, low: float, high: float, inclusive: bool = False) -> None:
+        values = getattr(self, name)
+        for v in values if isinstance(values, tuple) else (values,):
+            if v is not None and not (low <= v <= high if inclusive else low < v < high):
+                interval = f"[{low}, {high}]" if inclusive else f"({low}, {high})"
+                raise UsageError(f"The {name!r} parameter of {self.NAME} must lie in {interval}. Got {v!r} instead.")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def coerce(key: str, value, annotation: str):
+    """A setting's value as its annotated type: ``int``, ``float``, ``str``, ``bool``, each
+    optionally ``| None``, or ``tuple[T, ...]`` (a single value becomes a one-item tuple,
+    ``none`` the empty tuple where the field cannot be None)."""
+    optional = "None" in annotation
+    element = re.search(r"tuple\[(\w+)", annotation)
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        if optional:
+            return None
+        if element:  # "none" for a list: the empty list
+            return ()
+        raise UsageError(f"--option {key} cannot be none")
+    if element:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_scalar(key, v, element.group(1)) for v in items)
+    return _scalar(key, value, re.match(r"\w+", annotation).group(0))
+
+
+def _scalar(key: str, value, kind: str):
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    raise UsageError(f"--option {key} expects {'a whole number' if kind == 'int' else 'a ' + kind}, got {value!r}")
 
 
 @dataclass
@@ -65,13 +182,22 @@ def method_grid(methods: list[str], draw, title: str, xlabel: str, ylabel: str, 
     return fig
 
 
+def protocol_recipe(engine, epochs: int | None) -> Recipe:
+    """The recipe of a track's protocol models: the run's, with ``epochs`` where set, else the
+    recipe's ``protocol_epochs`` where set."""
+    from dataclasses import replace
+
+    chosen = epochs if epochs is not None else engine.recipe.protocol_epochs
+    return engine.recipe if chosen is None else replace(engine.recipe, epochs=chosen)
+
+
 def trainer_for(engine, pool, evals: dict, recipe: Recipe | None = None,
                 desc: str = "protocol models") -> ProtocolTrainer:
     """The protocol trainer of an engine's pool, caching in the store's protocol folder."""
     recipe = recipe or engine.recipe
-    cache = engine.store.protocol_dir(engine.dataset.key, pool.key, recipe.key())
+    cache = engine.protocol_dir(pool, recipe)
     return ProtocolTrainer(recipe, pool.x, pool.y, pool.num_classes, pool.key, evals, cache,
-                           batched=engine.options.get("batched", "auto"), quiet=engine.quiet, desc=desc)
+                           quiet=engine.quiet, desc=desc)
 
 
 def method_scores(engine, pool) -> dict[str, dict]:
@@ -95,6 +221,6 @@ def protocol_seeds(count: int) -> list[int]:
     return [1000 + r for r in range(count)]
 
 
-def track_options(engine, name: str, defaults: dict, profiles: dict) -> dict:
-    """A track's settings: its defaults, then its profile's, then ``engine.options[name]``."""
-    return {**defaults, **profiles.get(engine.options.get("profile"), {}), **engine.options.get(name, {})}
+def per_method_units(engine, configs: list[dict], seeds: list[int]) -> list[Unit]:
+    """Every (config, method, seed) of the engine's methods."""
+    return [Unit(config, m.name, seed) for m in engine.methods for config in configs for seed in seeds]

@@ -6,8 +6,8 @@ s, and score each method's oriented scores against M: AUPRC (M = positive), AURO
 precision@|M|, beside the random baseline AUPRC = |M| / N.
 
 Types: ``label-uniform``, ``label-pair``, ``near-ood``, ``far-ood``, ``atypical``
-(options ``types`` and ``rates``; profiles: ``default`` runs every type at p = 0.1,
-``full`` every type at every rate in {0.05, 0.1, 0.2}). A dataset that carries clean
+(settings ``types`` and ``rates``; by default every type at p = 0.1; the ``full``
+profile every type at every rate in {0.05, 0.1, 0.2}). A dataset that carries clean
 labels (``Dataset.y_clean_train``: an npz with ``y_clean``, CIFAR-10N / CIFAR-100N) is
 also scored as type ``real``, automatically: the pool is the train split with its given
 labels, nothing planted, and the positives are the samples whose given label differs from
@@ -25,7 +25,7 @@ difference and a critical-difference diagram (scikit-posthocs). Scores are never
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,44 +33,43 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from ..context import Pool
-from ..errors import UnknownName
 from ..inject import PLANTERS
 from ..metrics import detection_metrics, format_ci, friedman_nemenyi, mean_ci
-from .base import Report, group, ranks_by, track_options
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
 
 log = logging.getLogger("bench")
 
 NAME = "detection"
 TYPES = list(PLANTERS)
 REAL = "real"
-DEFAULTS = {"types": ["label-uniform"], "rates": [0.1]}
-PROFILES = {"smoke": {"types": ["label-uniform"], "rates": [0.1]},
-            "default": {"types": TYPES, "rates": [0.1]},
-            "full": {"types": TYPES, "rates": [0.05, 0.1, 0.2]}}
 
 
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "detection"
+    ENUMERATED = ("types", "rates")
+    types: tuple[str, ...] = tuple(TYPES)
+    rates: tuple[float, ...] = (0.1,)
+
+    def validate(self) -> None:
+        self.check_subset("types", [*PLANTERS, REAL])
+        self.check_range("rates", 0.0, 1.0)
 
 
-def options(engine) -> dict:
-    return track_options(engine, NAME, DEFAULTS, PROFILES)
-
-
-def configs(engine) -> list[dict]:
-    opts = options(engine)
-    types = _as_list(opts["types"])
-    for kind in types:
-        if kind not in PLANTERS and kind != REAL:
-            raise UnknownName("hardness type", kind, [*PLANTERS, REAL])
-    out = [{"type": t, "rate": float(p)} for t in types if t != REAL for p in _as_list(opts["rates"])]
+def configs(engine, settings: Settings) -> list[dict]:
+    out = [{"type": t, "rate": float(p)} for t in settings.types if t != REAL for p in settings.rates]
     clean = getattr(engine.dataset, "y_clean_train", None)
     if clean is not None:
         out.append({"type": REAL, "rate": round(float((engine.dataset.y_train != clean).float().mean()), 4)})
-    elif REAL in types:
-        log.warning("detection type 'real' needs clean labels (npz 'y_clean', cifar10n/cifar100n); "
-                    "dataset %s has none", engine.dataset.name)
+    elif REAL in settings.types:
+        engine.warn_once(f"detection-real-{engine.dataset.key}",
+                         "detection type 'real' needs clean labels (npz 'y_clean', cifar10n/cifar100n); "
+                         f"dataset {engine.dataset.name} has none")
     return out
+
+
+def plan(engine, settings: Settings) -> list[Unit]:
+    return per_method_units(engine, configs(engine, settings), engine.seeds)
 
 
 def detection_pool(engine, config: dict, seed: int) -> Pool:
@@ -82,20 +81,20 @@ def detection_pool(engine, config: dict, seed: int) -> Pool:
     return engine.pool("train", (config["type"], config["rate"]), seed)
 
 
-def run(engine) -> None:
-    cells = [(config, seed) for config in configs(engine) for seed in engine.seeds]
-    todo = {(i, seed): [m.name for m in engine.methods if not engine.has_record(NAME, config, m.name, seed)]
-            for i, (config, seed) in enumerate(cells)}
-    pools = {key: detection_pool(engine, cells[key[0]][0], key[1]) for key, names in todo.items() if names}
-    engine.prepare([(pool, seed) for (_, seed), pool in pools.items()])
-    for (i, seed), pool in tqdm(pools.items(), desc="detection", disable=engine.quiet):
-        config = cells[i][0]
+def run(engine, settings: Settings, todo: list[Unit]) -> None:
+    cells = group([{"config": u.config, "seed": u.seed, "method": u.method} for u in todo], "config.type",
+                  "config.rate", "seed")
+    pools = {key: detection_pool(engine, {"type": key[0], "rate": key[1]}, key[2]) for key in cells}
+    engine.prepare([(pool, key[2]) for key, pool in pools.items()])
+    for key, pool in tqdm(pools.items(), desc="detection", disable=engine.quiet):
+        config, seed = cells[key][0]["config"], key[2]
         if not pool.planted.any() or pool.planted.all():
             log.warning("detection %s: the pool has %d positives of %d; nothing to score",
                         config, int(pool.planted.sum()), len(pool))
             continue
         scores = engine.scores(pool, seed)
-        for name in todo[(i, seed)]:
+        for unit in cells[key]:
+            name = unit["method"]
             if scores[name].status == "ok":
                 engine.write_record(NAME, config, name, seed, detection_metrics(scores[name].scores, pool.planted),
                                     cost=scores[name].cost, pool=pool.key)

@@ -23,10 +23,10 @@ The pool is the train pool (``--pool-size`` aware), in the network's (normalised
 space. Every record carries the seed's geometry facts (``geometry``: regions, regions per
 hidden layer, boundary segments and length, misclassified share, the share of samples
 whose distance is certified global, extraction seconds); seed 0's records carry the
-method's hard set (``hard_set``: pool indices), and one seed-0 record per run (``random``'s
-where it ran, else the first hardness method's) the ``drawing`` the plots need: the
-network's layers, the pool's points and labels, the box and the ground truth's hard set,
-arrays packed as base64 (``pack``; ~30 kB for moons, ~65 kB for spirals). The report
+method's hard set (``hard_set``: pool indices), and the track's own record ``_network``
+(seed 0) the ``drawing`` the plots need: the network's layers, the pool's points and
+labels, the box and the ground truth's hard set, arrays packed as base64 (``pack``;
+~30 kB for moons, ~65 kB for spirals). The report
 re-extracts the regions from those layers (exact; ~1 s for ~20,000 regions) and draws
 ``geometry_regions_*.png`` (seed 0: class cells, region edges, boundary, data),
 ``geometry_hard_sets_*.png`` (one panel per method and one for the ground truth, the
@@ -48,6 +48,7 @@ import base64
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,20 +57,36 @@ from tabulate import tabulate
 from .. import geometry
 from ..errors import UsageError
 from ..metrics import agreement_metrics, format_ci, hard_set, mean_ci
-from .base import Report, group, ranks_by, track_options
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
 
 log = logging.getLogger("bench")
 
 NAME = "geometry"
-DEFAULTS = {"q": 0.1, "margin": 0.5}
 VIEW_MARGIN = 0.1  # the plots show the pool's bounding box grown by this much
-PROFILES: dict = {}
-DRAWING_HOLDER = "random"  # the method whose seed-0 record carries the drawing, when it runs
-_TOLD: set = set()
+NETWORK = "_network"  # the track's own record (seed 0): the network's drawing, not a method's result
 
 
-def options(engine) -> dict:
-    return track_options(engine, NAME, DEFAULTS, PROFILES)
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "geometry"
+    q: float = 0.1
+    margin: float = 0.5
+
+    def validate(self) -> None:
+        self.check_range("q", 0.0, 1.0)
+        self.check_range("margin", 0.0, 100.0, inclusive=True)
+
+
+def plan(engine, settings: Settings) -> list[Unit]:
+    data = engine.dataset
+    if not is_planar(data):
+        engine.warn_once(f"geometry-{data.key}",
+                         f"geometry: dataset {data.key} has inputs of shape {tuple(data.input_shape)}; the geometry "
+                         "track applies to 2-D data only (moons, spirals, spirals3, blobs2d, an npz of 2-D points); "
+                         "nothing written")
+        return []
+    config = {"pool": engine.pool("train").key, **settings.shared()}
+    return [*per_method_units(engine, [config], engine.seeds), Unit(config, NETWORK, 0)]
 
 
 def is_planar(dataset) -> bool:
@@ -143,47 +160,37 @@ def _drawing(regions, points: np.ndarray, labels: np.ndarray, truth_hard: np.nda
 
 
 # ---- run ----------------------------------------------------------------------------
-def run(engine) -> None:
+def run(engine, settings: Settings, units: list[Unit]) -> None:
     data = engine.dataset
-    if not is_planar(data):
-        if data.key not in _TOLD:
-            _TOLD.add(data.key)
-            log.warning("geometry: dataset %s has inputs of shape %s; the geometry track applies to 2-D data only "
-                        "(moons, spirals, spirals3, blobs2d, an npz of 2-D points); nothing written",
-                        data.key, tuple(data.input_shape))
-        return
     check_relu_mlp(engine.recipe, data.num_classes)
-    opts = options(engine)
-    q, margin = float(opts["q"]), float(opts["margin"])
+    q, margin = settings.q, settings.margin
     pool = engine.pool("train")
-    config = {"pool": pool.key, "q": q, "margin": margin}
-    todo = {seed: [m.name for m in engine.methods if not engine.has_record(NAME, config, m.name, seed)]
-            for seed in engine.seeds}
-    seeds = [seed for seed, names in todo.items() if names]
-    if not seeds:
-        return
+    config = units[0].config
+    todo: dict[int, list[str]] = {}
+    for unit in units:
+        todo.setdefault(unit.seed, []).append(unit.method)
+    seeds = sorted(todo)
     engine.prepare([(pool, seed) for seed in seeds])
     points = pool.x.detach().cpu().numpy().reshape(len(pool), 2).astype(np.float64)
     labels = pool.y.detach().cpu().numpy()
     box = geometry.default_box(points, margin)
     for seed in seeds:
         scores = engine.scores(pool, seed)
-        engine.estimator.ensure(pool, seed, {"final_model"})
-        model = engine.estimator.run(pool, seed).final_model
-        truth = ground_truth(model, points, labels, box)
+        truth = ground_truth(engine.final_model(pool, seed), points, labels, box)
         if truth is None:
             log.warning("geometry: the %s network of seed %d predicts one class everywhere in the box; no decision "
                         "boundary, no ground truth: seed %d skipped", data.key, seed, seed)
             continue
-        done = [name for name in todo[seed] if scores[name].status == "ok"]
-        holder = next((n for n in sorted(done, key=lambda n: (n != DRAWING_HOLDER, _only_ambiguity([n])))), None)
-        for name in done:
+        if NETWORK in todo[seed]:
+            engine.write_record(NAME, config, NETWORK, seed, {}, geometry=truth["facts"], pool=pool.key,
+                                drawing=_drawing(truth["regions"], points, labels, hard_set(truth["hardness"], q)))
+        for name in todo[seed]:
+            if name == NETWORK or scores[name].status != "ok":
+                continue
             result = scores[name]
             extra = {"geometry": truth["facts"], "pool": pool.key, "cost": result.cost}
             if seed == 0:
                 extra["hard_set"] = [int(i) for i in hard_set(result.scores, q)]
-                if name == holder:
-                    extra["drawing"] = _drawing(truth["regions"], points, labels, hard_set(truth["hardness"], q))
             engine.write_record(NAME, config, name, seed, agreement_metrics(result.scores, truth["hardness"], q),
                                 **extra)
 
@@ -191,6 +198,9 @@ def run(engine) -> None:
 # ---- report -------------------------------------------------------------------------
 def report(records: list[dict]) -> Report:
     sections, ranks, plots = [], {}, {}
+    drawings = {(r["config"]["pool"], r["config"]["q"], r["config"]["margin"]): r["drawing"]
+                for r in records if r["method"] == NETWORK}
+    records = [r for r in records if r["method"] != NETWORK]
     for (pool, q, margin), cell in sorted(group(records, "config.pool", "config.q", "config.margin").items()):
         by_method = group(cell, "method")
         spearman = {m: mean_ci([r["metrics"]["spearman"] for r in rs])[0] for (m,), rs in by_method.items()}
@@ -205,8 +215,7 @@ def report(records: list[dict]) -> Report:
                          f"{cell_ranks[method]:.1f}", len(rs)])
         baseline = np.mean([r["metrics"]["baseline"] for r in cell])
         tag = f"{pool}_q{q}_margin{margin}"
-        drawing = next((r["drawing"] for r in sorted(cell, key=lambda r: r["method"]) if r["seed"] == 0
-                        and "drawing" in r), None)
+        drawing = drawings.get((pool, q, margin))
         if drawing is None and _only_ambiguity(order):  # the leaderboard's second call: geometry shown above
             sections.append(f"### pool {pool}, hardest {q:.0%} of the ground truth, box margin {margin}\n\n"
                             "Ground truth, metrics and geometry as above.\n\n"
@@ -225,8 +234,8 @@ def report(records: list[dict]) -> Report:
             + "\n\n" + _facts_table(cell))
         plots[f"geometry_regions_per_layer_{tag}.png"] = _layers_plot(cell)
         if drawing is None:
-            sections[-1] += ("\n\nNo seed-0 record carries the network's drawing (it is stored with `random`'s, or the "
-                             "first method's of a run): rerun seed 0 for the region and hard-set plots.")
+            sections[-1] += ("\n\nNo current `_network` record carries seed 0's drawing: rerun seed 0 for the region "
+                             "and hard-set plots.")
             continue
         hard_sets = {m: next((r["hard_set"] for r in by_method[(m,)] if r["seed"] == 0 and "hard_set" in r), None)
                      for m in order}

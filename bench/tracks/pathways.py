@@ -9,13 +9,13 @@ the kept samples are the first round(r·n) of one seeded permutation, so they ar
 nested across r, and r = 1 is the same set on both pathways (one shared model).
 Fresh protocol models, R seeds; accuracy on the hard, easy and full test sets.
 
-Splits and subsets are drawn once per method (``split_seed``); protocol seeds vary
-the models' initialisation and batch order.
+Splits and subsets are drawn once per method (``split_seed``); protocol seeds
+(``protocol_seeds`` of them) vary the models' initialisation and batch order.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 from tabulate import tabulate
@@ -23,17 +23,39 @@ from tabulate import tabulate
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
 from ..resample import largest_remainder
-from .base import Report, group, method_grid, method_scores, protocol_seeds, ranks_by, track_options, trainer_for
+from .base import (Report, TrackSettings, Unit, group, method_grid, method_scores, per_method_units,
+                   protocol_recipe, protocol_seeds, ranks_by, trainer_for)
 
 NAME = "pathways"
-DEFAULTS = {"q": 0.1, "train_ratio": 0.9, "ratios": [0.0, 0.25, 0.5, 0.75, 1.0], "seeds": 3, "split_seed": 0,
-            "epochs": None, "rounding": "total"}
-PROFILES = {"smoke": {"seeds": 1, "ratios": [0.0, 1.0]},
-            "default": {"seeds": 3, "ratios": [0.0, 0.5, 1.0], "epochs": 10}, "full": {"seeds": 5}}
 
 
-def options(engine) -> dict:
-    return track_options(engine, NAME, DEFAULTS, PROFILES)
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "pathways"
+    ENUMERATED = ("ratios", "protocol_seeds")
+    RENAMED = {"seeds": "protocol_seeds"}
+    q: float = 0.1
+    train_ratio: float = 0.9
+    ratios: tuple[float, ...] = (0.0, 0.5, 1.0)
+    protocol_seeds: int = 3
+    split_seed: int = 0
+    epochs: int | None = None  # protocol models' epochs (None: the recipe's protocol_epochs, else its epochs)
+    rounding: str = "total"
+
+    def validate(self) -> None:
+        self.check_range("q", 0.0, 1.0)
+        self.check_range("train_ratio", 0.0, 1.0)
+        self.check_range("ratios", 0.0, 1.0, inclusive=True)
+        self.check_range("protocol_seeds", 1, 10_000, inclusive=True)
+        self.check_choice("rounding", ["total", "class"])
+
+
+def configs(settings: Settings) -> list[dict]:
+    return [{"pathway": p, "r": float(r), **settings.shared()} for p in ("E", "H") for r in settings.ratios]
+
+
+def plan(engine, settings: Settings) -> list[Unit]:
+    return per_method_units(engine, configs(settings), protocol_seeds(settings.protocol_seeds))
 
 
 def stratified_split(indices: np.ndarray, y: np.ndarray, train_ratio: float, rng: np.random.Generator,
@@ -112,15 +134,10 @@ def _reference_table(records) -> str:
                                       "reference hard / easy / full", "networks"], tablefmt="github"))
 
 
-def run(engine) -> None:
-    opts = options(engine)
-    seeds = protocol_seeds(opts["seeds"])
-    configs = [{"pathway": p, "r": float(r), "q": opts["q"], "train_ratio": opts["train_ratio"]}
-               for p in ("E", "H") for r in opts["ratios"]]
-    todo = [m.name for m in engine.methods
-            if not all(engine.has_record(NAME, cf, m.name, s) for cf in configs for s in seeds)]
-    if not todo:
-        return
+def run(engine, settings: Settings, units: list[Unit]) -> None:
+    opts = settings.to_dict()
+    seeds = protocol_seeds(settings.protocol_seeds)
+    todo = sorted({u.method for u in units})
     pool = engine.pool("pooled")
     scores = method_scores(engine, pool)
     y = pool.y.cpu().numpy()
@@ -128,7 +145,7 @@ def run(engine) -> None:
                                opts["split_seed"], opts["rounding"]) for name in todo if name in scores}
     cells = [Cell(rows, seed, tag={"method": name, "path": key})
              for name, s in sets.items() for key, rows in s["train"].items() for seed in seeds]
-    recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
+    recipe = protocol_recipe(engine, settings.epochs)
     trainer = trainer_for(engine, pool, {"pool": pool.x}, recipe, desc="pathway models")
     for cell, pred in zip(cells, trainer.predict(cells)):
         s, (pathway, r) = sets[cell.tag["method"]], cell.tag["path"]
@@ -136,7 +153,7 @@ def run(engine) -> None:
         full = np.concatenate([s["hard_test"], s["easy_test"]])
         metrics = {"acc_hard": float(correct[s["hard_test"]].mean()), "acc_easy": float(correct[s["easy_test"]].mean()),
                    "acc_full": float(correct[full].mean())}
-        config = {"pathway": pathway, "r": float(r), "q": opts["q"], "train_ratio": opts["train_ratio"]}
+        config = {"pathway": pathway, "r": float(r), **settings.shared()}
         engine.write_record(NAME, config, cell.tag["method"], cell.seed, metrics, pool=pool.key,
                             train_size=len(cell.indices), hard_test=len(s["hard_test"]),
                             easy_test=len(s["easy_test"]), protocol_recipe=recipe.to_dict(), rounding=opts["rounding"])

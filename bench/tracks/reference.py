@@ -17,56 +17,46 @@ records, and the track says so once.
 """
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
 from ..metrics import agreement_metrics, format_ci, mean_ci
-from .base import Report, group, ranks_by, track_options
-
-log = logging.getLogger("bench")
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
 
 NAME = "reference"
-DEFAULTS = {"q": 0.1}
-PROFILES: dict = {}
-_TOLD: set = set()
 
 
-def options(engine) -> dict:
-    return track_options(engine, NAME, DEFAULTS, PROFILES)
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "reference"
+    q: float = 0.1
+
+    def validate(self) -> None:
+        self.check_range("q", 0.0, 1.0)
 
 
-def run(engine) -> None:
-    hardness = getattr(engine.dataset, "hardness_train", None)
-    if hardness is None:
-        if engine.dataset.name not in _TOLD:
-            _TOLD.add(engine.dataset.name)
-            log.warning("reference: dataset %s carries no reference hardness (npz 'hardness' or "
-                        "<data-root>/cscores/<name>-cscores-orig-order.npz); nothing written", engine.dataset.name)
-        return
-    q = float(options(engine)["q"])
+def plan(engine, settings: Settings) -> list[Unit]:
+    if getattr(engine.dataset, "hardness_train", None) is None:
+        engine.warn_once(f"reference-{engine.dataset.key}",
+                         f"reference: dataset {engine.dataset.name} carries no reference hardness (npz 'hardness' or "
+                         "<data-root>/cscores/<name>-cscores-orig-order.npz); nothing written")
+        return []
+    return per_method_units(engine, [{"pool": engine.pool("train").key, **settings.shared()}], engine.seeds)
+
+
+def run(engine, settings: Settings, units: list[Unit]) -> None:
     pool = engine.pool("train")
-    config = {"pool": pool.key, "q": q}
-    todo = {seed: [m.name for m in engine.methods if not _done(engine, config, m.name, seed)] for seed in engine.seeds}
-    if not any(todo.values()):
-        return
-    reference = hardness[torch.as_tensor(pool.rows)].numpy()
-    for seed, names in todo.items():
-        if not names:
-            continue
+    reference = engine.dataset.hardness_train[torch.as_tensor(pool.rows)].numpy()
+    for seed in sorted({u.seed for u in units}):
         scores = engine.scores(pool, seed)
-        for name in names:
-            if scores[name].status == "ok":
-                engine.write_record(NAME, config, name, seed, agreement_metrics(scores[name].scores, reference, q),
-                                    cost=scores[name].cost)
-
-
-def _done(engine, config: dict, method: str, seed: int) -> bool:
-    if hasattr(engine, "has_record"):
-        return engine.has_record(NAME, config, method, seed)
-    return engine.record_path(NAME, config, method, seed).exists()
+        for unit in (u for u in units if u.seed == seed):
+            result = scores[unit.method]
+            if result.status == "ok":
+                engine.write_record(NAME, unit.config, unit.method, seed,
+                                    agreement_metrics(result.scores, reference, settings.q), cost=result.cost)
 
 
 def report(records: list[dict]) -> Report:

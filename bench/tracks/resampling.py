@@ -24,11 +24,12 @@ where not the default, ``assignment`` and ``prune`` (absent = ``hardness`` and 0
   (duplicates only where a class's pruned samples run out; the record's
   ``duplicated`` counts them). α = 0 at a pruning fraction is the pruned subset.
 
-Options (``--option resampling.KEY=VALUE``): ``alphas``, ``fillers``, ``keep``,
-``seeds`` (protocol seeds), ``split_seed``, ``epochs``, ``prune`` (fractions; [] =
-no case study), ``controls`` (assignments run beside ``hardness``; ``none`` for
-none), ``control_alphas`` / ``control_fillers`` / ``control_methods`` (where controls
-run; None = every α > 0 / filler / method).
+Settings (``--option resampling.KEY=VALUE``): ``alphas``, ``fillers``, ``keep``,
+``protocol_seeds``, ``split_seed``, ``epochs``, ``prune`` (fractions; none = no case
+study), ``controls`` (assignments run beside ``hardness``; ``none`` for none),
+``control_alphas`` / ``control_fillers`` / ``control_methods`` (where controls run;
+none = every α > 0 / filler / method). By default the controls run for aum and loss
+at α = 1 with the duplicate filler; the ``full`` profile runs every control.
 
 Metrics per class on the test split, recall and precision (a class never predicted
 has precision 0): mean, gap (max − min), std (over classes, ddof 0), MAD (mean
@@ -44,33 +45,54 @@ hardness-based sizes with ``permuted`` ones.
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import ttest_rel
 from tabulate import tabulate
 
-from ..errors import UsageError
 from ..metrics import format_ci
 from ..protocol import Cell
+from ..errors import UsageError
 from ..resample import (ASSIGNMENTS, FILLERS, Resampled, assign_sizes, class_hardness, class_recall_precision,
                         class_targets, prune_balanced, resample, spread)
-from .base import Report, method_grid, method_scores, protocol_seeds, ranks_by, track_options, trainer_for
+from .base import (Report, TrackSettings, Unit, method_grid, method_scores, protocol_recipe, protocol_seeds,
+                   ranks_by, trainer_for)
 
 NAME = "resampling"
-DEFAULTS = {"alphas": [0, 1, 3], "fillers": ["duplicate", "smote"], "keep": "hardest", "seeds": 3, "split_seed": 0,
-            "epochs": None, "prune": [], "controls": ["permuted", "inverse"], "control_alphas": None,
-            "control_fillers": None, "control_methods": None}
-# A control costs one model per (method, seed); the default profile keeps them to two methods at α = 1
-# (about 12 digits models) so that `python -m bench all` stays quick; `full` runs every control.
-PROFILES = {"smoke": {"seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"], "controls": ["permuted"],
-                      "control_methods": ["aum", "loss"]},
-            "default": {"seeds": 3, "epochs": 10, "control_alphas": [1], "control_fillers": ["duplicate"],
-                        "control_methods": ["aum", "loss"]},
-            "full": {"seeds": 5, "prune": [0.5], "fillers": ["duplicate", "smote", "holdout"]}}
-LISTS = ("alphas", "fillers", "prune", "controls", "control_alphas", "control_fillers", "control_methods")
+
+
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "resampling"
+    ENUMERATED = ("alphas", "fillers", "prune", "controls", "control_alphas", "control_fillers", "control_methods",
+                  "protocol_seeds")
+    RENAMED = {"seeds": "protocol_seeds"}
+    alphas: tuple[float, ...] = (0.0, 1.0, 3.0)
+    fillers: tuple[str, ...] = ("duplicate", "smote")
+    keep: str = "hardest"
+    protocol_seeds: int = 3
+    split_seed: int = 0
+    epochs: int | None = None  # protocol models' epochs (None: the recipe's protocol_epochs, else its epochs)
+    prune: tuple[float, ...] = ()
+    controls: tuple[str, ...] = ("permuted", "inverse")
+    # a control costs one model per (method, seed): by default two methods at α = 1, duplicate filler
+    control_alphas: tuple[float, ...] | None = (1.0,)
+    control_fillers: tuple[str, ...] | None = ("duplicate",)
+    control_methods: tuple[str, ...] | None = ("aum", "loss")
+
+    def validate(self) -> None:
+        self.check_subset("fillers", FILLERS)
+        self.check_subset("controls", [a for a in ASSIGNMENTS if a != "hardness"])
+        self.check_choice("keep", ["hardest", "random"])
+        self.check_range("prune", 0.0, 1.0)
+        self.check_range("protocol_seeds", 1, 10_000, inclusive=True)
+        if any(a < 0 for a in self.alphas):
+            raise UsageError(f"The 'alphas' parameter of resampling must be ≥ 0. Got {min(self.alphas)!r} instead.")
+        if "holdout" in self.fillers and not self.prune:
+            raise UsageError("filler 'holdout' fills classes from pruned real samples, so it needs the pruning case "
+                             "study (e.g. --option resampling.prune=0.5); the whole train split has no unused samples")
 RECALL = {"mean": "mean_recall", "gap": "recall_gap", "std": "recall_std", "mad": "recall_mad",
           "quant_diff": "recall_quant_diff", "hard_easy": "hard_easy"}
 PRECISION = {"mean": "mean_precision", "gap": "precision_gap", "std": "precision_std", "mad": "precision_mad",
@@ -82,31 +104,11 @@ SIGNIFICANT = 0.05
 
 # ---- settings ---------------------------------------------------------------------------------------------------
 
-def options(engine) -> dict:
-    return normalise(track_options(engine, NAME, DEFAULTS, PROFILES))
-
-
-def normalise(opts: dict) -> dict:
-    """Options with every list-valued key as a list (``--option`` gives a scalar for one value;
-    None stays None for the ``control_*`` keys and is [] elsewhere), pruning
-    fractions as floats without 0, and the values checked."""
-    out = dict(opts)
-    for key in LISTS:
-        value = out.get(key)
-        if value is None and key.startswith("control_"):
-            continue
-        out[key] = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
-    out["prune"] = [float(p) for p in out["prune"] if p]
+def options(settings: Settings) -> dict:
+    """The settings as the planning code reads them: lists, pruning fractions without 0."""
+    out = settings.to_dict()
     out["controls"] = [a for a in out["controls"] if a != "hardness"]
-    bad = [f for f in out["fillers"] if f not in FILLERS] + [a for a in out["controls"] if a not in ASSIGNMENTS]
-    if bad:
-        raise UsageError(f"unknown resampling filler or control {bad[0]!r}; fillers: {', '.join(FILLERS)}; "
-                         f"controls: {', '.join(ASSIGNMENTS[1:])}")
-    if any(not 0 < p < 1 for p in out["prune"]):
-        raise UsageError(f"resampling.prune fractions must lie in (0, 1), got {out['prune']}")
-    if "holdout" in out["fillers"] and not out["prune"]:
-        raise UsageError("filler 'holdout' fills classes from pruned real samples, so it needs the pruning case "
-                         "study (e.g. --option resampling.prune=0.5); the whole train split has no unused samples")
+    out["prune"] = [float(p) for p in out["prune"] if p]
     return out
 
 
@@ -137,7 +139,14 @@ def configs(opts: dict, method: str | None = None) -> list[dict]:
                 for assignment in ["hardness", *(controls if controlled else [])]:
                     out.append({"alpha": float(alpha), "filler": filler, "keep": opts["keep"], **pruned,
                                 **({"assignment": assignment} if assignment != "hardness" else {})})
-    return out
+    shared = {"split_seed": opts["split_seed"], "epochs": opts["epochs"]}
+    return [{**config, **shared} for config in out]
+
+
+def plan(engine, settings: Settings) -> list[Unit]:
+    opts = options(settings)
+    return [Unit(config, m.name, seed) for m in engine.methods for config in configs(opts, m.name)
+            for seed in protocol_seeds(settings.protocol_seeds)]
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------------
@@ -159,17 +168,7 @@ def class_metrics(pred: np.ndarray, y: np.ndarray, num_classes: int,
 
 # ---- run --------------------------------------------------------------------------------------------------------
 
-def _done(engine, config: dict, method: str, seed: int) -> bool:
-    """A record exists and is current: made by the current code where the engine tells
-    (``has_record``), else holding every current metric. Stale records are recomputed;
-    their models come from the protocol cache."""
-    if hasattr(engine, "has_record"):
-        return engine.has_record(NAME, config, method, seed)
-    path = engine.record_path(NAME, config, method, seed)
-    return path.exists() and set(METRICS) <= set(json.loads(path.read_text())["metrics"])
-
-
-def plan(config: dict, s: dict, y: np.ndarray, num_classes: int, split: tuple[np.ndarray, np.ndarray],
+def training_set(config: dict, s: dict, y: np.ndarray, num_classes: int, split: tuple[np.ndarray, np.ndarray],
          opts: dict, x_flat: np.ndarray | None) -> dict:
     """One method's training set for one configuration, from its scores ``s`` and the pruning
     ``split`` = (kept, pruned) pool rows; plus what the record keeps about it."""
@@ -188,13 +187,9 @@ def plan(config: dict, s: dict, y: np.ndarray, num_classes: int, split: tuple[np
             "higher_is_harder": bool(s["higher_is_harder"])}
 
 
-def run(engine) -> None:
-    opts = options(engine)
-    seeds = protocol_seeds(opts["seeds"])
-    todo = [(m.name, config, seed) for m in engine.methods for config in configs(opts, m.name) for seed in seeds
-            if not _done(engine, config, m.name, seed)]
-    if not todo:
-        return
+def run(engine, settings: Settings, units: list[Unit]) -> None:
+    opts = options(settings)
+    todo = [(u.method, u.config, u.seed) for u in units]
     pool = engine.pool("train")
     scores = method_scores(engine, pool)
     y = pool.y.cpu().numpy()
@@ -207,10 +202,10 @@ def run(engine) -> None:
             continue
         key = (name, tuple(sorted(config.items())))
         if key not in plans:
-            plans[key] = plan(config, scores[name], y, c, splits[setting(config)[0]], opts, x_flat)
+            plans[key] = training_set(config, scores[name], y, c, splits[setting(config)[0]], opts, x_flat)
         res = plans[key]["resampled"]
         cells.append(Cell(res.rows, seed, res.extra_x, res.extra_y, tag={"key": key, "config": config}))
-    recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
+    recipe = protocol_recipe(engine, settings.epochs)
     evals = {"test": engine.dataset.x_test.to(engine.device)}
     trainer = trainer_for(engine, pool, evals, recipe, desc="resampling models")
     y_test = engine.dataset.y_test.numpy()

@@ -7,15 +7,15 @@ rest, R protocol seeds. The split swing = acc(easiest) - acc(hardest), in points
 Also Pearson r between each class's share of the hard set H(q) and the class's
 test error under the random split.
 
-The splits are drawn once (``split_seed``); protocol seeds vary the models'
-initialisation and batch order. The ``random`` split does not depend on the
+The splits are drawn once (``split_seed``); protocol seeds (``protocol_seeds`` of
+them) vary the models' initialisation and batch order. The ``random`` split does not depend on the
 method: its models are trained once (the protocol cache) and every method's
 record carries the same baseline accuracy.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import pearsonr
@@ -24,15 +24,31 @@ from tabulate import tabulate
 
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
-from .base import Report, group, method_scores, protocol_seeds, ranks_by, track_options, trainer_for
+from .base import (Report, TrackSettings, Unit, group, method_scores, per_method_units, protocol_recipe,
+                   protocol_seeds, ranks_by, trainer_for)
 
 NAME = "split"
-DEFAULTS = {"test": 0.2, "q": 0.1, "seeds": 3, "split_seed": 0, "epochs": None}
-PROFILES = {"smoke": {"seeds": 1}, "default": {"seeds": 3, "epochs": 10}, "full": {"seeds": 5}}
 
 
-def options(engine) -> dict:
-    return track_options(engine, NAME, DEFAULTS, PROFILES)
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "split"
+    ENUMERATED = ("protocol_seeds",)
+    RENAMED = {"seeds": "protocol_seeds"}
+    test: float = 0.2
+    q: float = 0.1
+    protocol_seeds: int = 3
+    split_seed: int = 0
+    epochs: int | None = None  # protocol models' epochs (None: the recipe's protocol_epochs, else its epochs)
+
+    def validate(self) -> None:
+        self.check_range("test", 0.0, 1.0)
+        self.check_range("q", 0.0, 1.0)
+        self.check_range("protocol_seeds", 1, 10_000, inclusive=True)
+
+
+def plan(engine, settings: Settings) -> list[Unit]:
+    return per_method_units(engine, [settings.shared()], protocol_seeds(settings.protocol_seeds))
 
 
 def stratified_test(y: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -40,14 +56,11 @@ def stratified_test(y: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(test)
 
 
-def run(engine) -> None:
-    opts = options(engine)
-    config = {"test": opts["test"], "q": opts["q"]}
-    seeds = protocol_seeds(opts["seeds"])
-    todo = [m.name for m in engine.methods
-            if not all(engine.has_record(NAME, config, m.name, s) for s in seeds)]
-    if not todo:
-        return
+def run(engine, settings: Settings, units: list[Unit]) -> None:
+    opts = settings.to_dict()
+    config = settings.shared()
+    seeds = protocol_seeds(settings.protocol_seeds)
+    todo = sorted({u.method for u in units})
     pool = engine.pool("pooled")
     scores = method_scores(engine, pool)
     y = pool.y.cpu().numpy()
@@ -62,7 +75,7 @@ def run(engine) -> None:
             tests[(name, "easiest")] = top_k(-s, size, opts["split_seed"])
     cells = [Cell(np.setdiff1d(every, test), seed, tag={"key": key})
              for key, test in tests.items() for seed in seeds]
-    recipe = engine.recipe if opts["epochs"] is None else replace(engine.recipe, epochs=opts["epochs"])
+    recipe = protocol_recipe(engine, settings.epochs)
     trainer = trainer_for(engine, pool, {"pool": pool.x}, recipe, desc="split models")
     preds = {(cell.tag["key"], cell.seed): p["pool"] for cell, p in zip(cells, trainer.predict(cells))}
 

@@ -1,4 +1,5 @@
-"""Meta-measures of every method (PROTOCOL.md, "Meta-measures"): stability, agreement, cost.
+"""Track ``meta``: meta-measures of every method (PROTOCOL.md, "Meta-measures"): stability,
+agreement, cost.
 
 On the pooled pool (train + test), every seed's estimation run:
 
@@ -13,12 +14,14 @@ On the pooled pool (train + test), every seed's estimation run:
 
 Records: one per (method, seed) holding that seed's cost; the cross-seed summaries
 (stability, agreement row) computed by ``run`` over the seeds of that run are stored in
-every record of the method, so ``report`` needs nothing but the records.
+every record of the method, so ``report`` needs nothing but the records. The seed set
+and the method set are part of every record's config: another set is another table.
 """
 from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -26,10 +29,25 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from ..metrics import hard_set
-from .base import Report, group, ranks_by
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
 
-NAME = "methods"
+NAME = "meta"
 Q = 0.1
+
+
+@dataclass(frozen=True)
+class Settings(TrackSettings):
+    NAME = "meta"
+    q: float = Q  # the hard-set share of the Jaccard indices
+
+    def validate(self) -> None:
+        self.check_range("q", 0.0, 1.0)
+
+
+def plan(engine, settings: Settings) -> list[Unit]:
+    config = {"pool": engine.pool("pooled").key, "q": settings.q, "seeds": list(engine.seeds),
+              "methods": sorted(m.name for m in engine.methods)}
+    return per_method_units(engine, [config], engine.seeds)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -74,21 +92,22 @@ def agreement(means: dict[str, np.ndarray], q: float = Q) -> dict[str, dict[str,
                 for j, b in enumerate(names)} for i, a in enumerate(names)}
 
 
-def run(engine) -> None:
+def run(engine, settings: Settings, units: list[Unit]) -> None:
+    """Every record of the plan: the summaries span all seeds and methods, so they are computed together."""
     pool = engine.pool("pooled")
-    config = {"pool": pool.key, "q": Q}
+    config, q = units[0].config, settings.q
     per_seed: dict[str, dict[int, np.ndarray]] = {}
     costs: dict[tuple[str, int], dict] = {}
-    for seed in tqdm(engine.seeds, desc="methods", disable=engine.quiet):
+    for seed in tqdm(engine.seeds, desc="meta", disable=engine.quiet):
         for name, result in engine.scores(pool, seed).items():
             if result.status == "ok":
                 per_seed.setdefault(name, {})[seed] = result.scores
                 costs[name, seed] = result.cost
     means = {name: np.mean([scores[s] for s in sorted(scores)], axis=0) for name, scores in per_seed.items()}
-    agree = agreement(means)
+    agree = agreement(means, q)
     methods = {m.name: m for m in engine.methods}
     for name, scores in per_seed.items():
-        summary = {"stability": stability(scores), "agreement": agree[name], "seeds_used": sorted(scores),
+        summary = {"stability": stability(scores, q), "agreement": agree[name], "seeds_used": sorted(scores),
                    "family": methods[name].family, "higher_is_harder": methods[name].higher_is_harder,
                    "n": len(pool)}
         for seed in scores:
@@ -107,7 +126,7 @@ def _latest(records: list[dict]) -> dict:
     return max(records, key=lambda r: (len(r.get("seeds_used", [])), r.get("provenance", {}).get("date", "")))
 
 
-def _heatmap(names: list[str], spearman: np.ndarray, jaccard_matrix: np.ndarray):
+def _heatmap(names: list[str], spearman: np.ndarray, jaccard_matrix: np.ndarray, q: float):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,7 +135,7 @@ def _heatmap(names: list[str], spearman: np.ndarray, jaccard_matrix: np.ndarray)
     size = max(5.0, 0.38 * len(names) + 2)
     figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
     for ax, matrix, title, vmin, cmap in ((axes[0], spearman, "Spearman ρ of mean scores", -1.0, "RdBu_r"),
-                                          (axes[1], jaccard_matrix, f"Jaccard of hard sets (q = {Q})", 0.0, "viridis")):
+                                          (axes[1], jaccard_matrix, f"Jaccard of hard sets (q = {q})", 0.0, "viridis")):
         image = ax.imshow(np.where(np.isnan(matrix), 0.0, matrix), vmin=vmin, vmax=1.0, cmap=cmap)
         ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -127,6 +146,7 @@ def _heatmap(names: list[str], spearman: np.ndarray, jaccard_matrix: np.ndarray)
 
 
 def report(records: list[dict]) -> Report:
+    q = records[0]["config"].get("q", Q)
     by_method = {m: rs for (m,), rs in group(records, "method").items()}
     summaries = {m: _latest(rs) for m, rs in by_method.items()}
     stab = {m: (s.get("stability") or {}) for m, s in summaries.items()}
@@ -148,11 +168,11 @@ def report(records: list[dict]) -> Report:
     text = [
         "### Stability and cost\n",
         f"Pool: pooled (train + test), N = {', '.join(map(str, n))}. Stability: Spearman ρ and Jaccard of the "
-        f"hard sets H({Q}) between the mean oriented scores of two disjoint seed halves "
+        f"hard sets H({q}) between the mean oriented scores of two disjoint seed halves "
         f"({' vs '.join(str(h) for h in halves) if halves else 'needs ≥ 2 seeds'}). "
         "Cost: seconds per seed (mean), the method's own scoring plus its apportioned share of the training "
         f"it needed (estimation run, K-fold models), on {', '.join(devices)}. Rank: by stability ρ.\n",
-        tabulate(rows, headers=["method", "family", "natural: harder is", "stability ρ", f"stability Jaccard@{Q}",
+        tabulate(rows, headers=["method", "family", "natural: harder is", "stability ρ", f"stability Jaccard@{q}",
                                 "rank", "seeds", "scoring (s)", "training share (s)", "total (s)"],
                  tablefmt="github"),
     ]
@@ -168,8 +188,8 @@ def report(records: list[dict]) -> Report:
                 jac[i, j] = row[b]["jaccard"]
     seeds_text = ", ".join(map(str, seeds_used[-1])) if seeds_used else ""
     for title, matrix in ((f"### Agreement: Spearman ρ between methods' mean scores (seeds {seeds_text})", spearman),
-                          (f"### Agreement: Jaccard of hard sets H({Q})", jac)):
+                          (f"### Agreement: Jaccard of hard sets H({q})", jac)):
         body = [[a, *(_fmt(v, 2) for v in matrix[i])] for i, a in enumerate(names)]
         text += ["", title + "\n", tabulate(body, headers=["", *names], tablefmt="github")]
-    plots = {"methods_agreement.png": _heatmap(names, spearman, jac)} if names else {}
+    plots = {"meta_agreement.png": _heatmap(names, spearman, jac, q)} if names else {}
     return Report("\n".join(text), ranks, plots)
