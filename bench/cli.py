@@ -21,6 +21,7 @@ from .executor import make_executor
 from .export import export_scores
 from .leaderboard import methods_table, write_leaderboards
 from .recipes import RECIPES, recipe_for
+from .site import write_site
 from .store import Store, atomic_write, remove_orphaned_temps
 from .tracks import TRACKS, select_tracks, track_named
 
@@ -75,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--model", help="override the recipe's model (mlp, cnn, resnet18)")
     p.add_argument("--recipe", help=f"a named recipe instead of the dataset's default ({', '.join(RECIPES)})")
-    p.add_argument("--subset", type=int, help="keep a stratified subset of this many train samples")
+    p.add_argument("--subset", type=int, help="keep a stratified random subset of this many samples of every pool "
+                   "(detection, resampling, reference: of the train split; split, pathways, meta: of train + test "
+                   "merged); the test split stays whole")
     p.add_argument("--rates", help="detection rates, comma-separated: the same as --option detection.rates=...")
-    p.add_argument("--pool-size", type=int, help="keep a stratified random subset of this many pool samples "
-                   "(split/pathways: of train+test merged; resampling: of the train split)")
+    p.add_argument("--pool-size", type=int, help=argparse.SUPPRESS)  # renamed --subset: a one-line hint
     p.add_argument("--option", action="append", default=[], metavar="TRACK.KEY=VALUE",
                    help="a track setting, e.g. pathways.seeds=10 or pathways.ratios=0,0.25,1 (repeatable)")
     p.add_argument("--data-root", default="data", help="torchvision datasets folder (default: data/)")
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="regenerate the leaderboards from stored results")
     p.add_argument("--readme", action="store_true", help="also refresh the README's generated blocks")
+    p.add_argument("--html", action="store_true", help="also write <leaderboards>/index.html, a self-contained site "
+                   "of every board (sortable tables, plots inline; opens from disk)")
     _common(p, leaderboards=True)
 
     p = sub.add_parser("export", help="stored results as a tidy CSV")
@@ -132,11 +136,10 @@ def run_config(args, dataset: str, tracks: list, methods: str = "*", seeds: int 
                         **({"model_kwargs": {}} if model else {}))  # the recipe's model options belong to its model
     config = RunConfig(
         dataset=DatasetSpec(dataset, str(getattr(args, "data_root", "data")), getattr(args, "download", False),
-                            getattr(args, "subset", None), getattr(args, "noise", None),
-                            getattr(args, "layout", "auto")),
+                            getattr(args, "noise", None), getattr(args, "layout", "auto")),
         recipe=recipe, seeds=seeds or profile["seeds"],
         methods=tuple(m.name for m in registry.select_methods(methods)), tracks=settings,
-        pool_size=getattr(args, "pool_size", None), profile=getattr(args, "profile", "default"), device=args.device,
+        pool_size=getattr(args, "subset", None), profile=getattr(args, "profile", "default"), device=args.device,
         results=str(args.results), plugins=tuple(getattr(args, "plugin", [])), quiet=args.quiet,
         executor=ExecutorSettings(args.executor, args.jobs, args.threads, _slurm_parameters(args),
                                   args.slurm_array_parallelism))
@@ -209,6 +212,9 @@ def parse_options(items) -> dict:
 
 
 def cmd_run(args) -> int:
+    if args.pool_size is not None:
+        raise UsageError("--pool-size is now --subset (one stratified subset of every pool): use --subset "
+                         f"{args.pool_size}")
     tracks = select_tracks(args.tracks)
     options = parse_options(args.option)
     if args.rates:
@@ -227,6 +233,8 @@ def cmd_all(args) -> int:
 def cmd_report(args) -> int:
     for path in write_leaderboards(Store(args.results), args.leaderboards, readme=args.readme):
         print(f"wrote {path}")
+    if args.html:
+        print(f"wrote {write_site(args.leaderboards)}")
     return 0
 
 

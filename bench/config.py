@@ -41,12 +41,11 @@ class DatasetSpec:
     name: str = "digits"
     data_root: str = "data"
     download: bool = False
-    subset: int | None = None
     noise: str | None = None
     layout: str = "auto"
 
     def load(self) -> Dataset:
-        return load_dataset(self.name, self.data_root, self.download, self.subset, self.noise, self.layout)
+        return load_dataset(self.name, self.data_root, self.download, noise=self.noise, layout=self.layout)
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class RunConfig:
     seeds: int = 3
     methods: tuple[str, ...] = ()
     tracks: tuple = ()  # one validated settings object per selected track, in run order
-    pool_size: int | None = None
+    pool_size: int | None = None  # --subset: a stratified random subset of every pool
     profile: str = "default"
     device: str = "auto"
     results: str = "results"
@@ -88,9 +87,7 @@ class RunConfig:
         if self.seeds < 1:
             raise UsageError(f"--seeds must be at least 1, got {self.seeds}")
         if self.pool_size is not None and self.pool_size < 2:
-            raise UsageError(f"--pool-size must be at least 2, got {self.pool_size}")
-        if self.dataset.subset is not None and self.dataset.subset < 2:
-            raise UsageError(f"--subset must be at least 2, got {self.dataset.subset}")
+            raise UsageError(f"--subset must be at least 2, got {self.pool_size}")
         self.executor.validate()
         for settings in self.tracks:
             settings.validate()

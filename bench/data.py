@@ -235,6 +235,19 @@ def load_torchvision(name: str, data_root: str | Path = "data", download: bool =
     return _normalised(name, x_tr, y_tr, x_te, y_te, len(train.classes))
 
 
+def from_arrays(x, y, x_test=None, y_test=None, name: str = "arrays", layout: str = "auto") -> Dataset:
+    """A dataset from in-memory arrays (numpy or torch): checked, channels-last images
+    transposed, normalised like every loader. Every row of ``x`` is in the train split; the test
+    split is ``x_test`` or empty."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x_test is None:
+        x_test, y_test = x[:0], y[:0]
+    last, note = image_layout(np.shape(x), layout, "x")
+    if last:
+        x, x_test = np.transpose(x, (0, 3, 1, 2)), np.transpose(np.asarray(x_test), (0, 3, 1, 2))
+    return replace(_normalised(name, x, y, np.asarray(x_test), np.asarray(y_test)), layout_note=note)
+
+
 def load_npz(path: str | Path, layout: str = "auto") -> Dataset:
     path = Path(path)
     if not path.exists():

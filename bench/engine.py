@@ -3,7 +3,7 @@ training), the scorer (cached method scores) and the store (records) together, r
 tracks through one path that skips finished work, and records which methods failed.
 
 Every record lives in the engine's *scope*: ``<results>/<label>/<id>``, where the label
-names the configuration in words (``mnist-n10000-curvbim-pool20000``: the board folder)
+names the configuration in words (``mnist-n20000-curvbim``: the board folder)
 and the id hashes everything that defines it: the dataset's content hash, the recipe
 and the pool size. Below the scope, pool keys hash the loading and planting code, and
 record configs hold every track setting that affects them; fingerprints of the code
@@ -34,10 +34,10 @@ log = logging.getLogger("bench")
 
 
 def configuration_label(dataset: Dataset, recipe: Recipe, pool_size: int | None) -> str:
-    """A configuration in words, safe in file names: the dataset (and its subset), the recipe
-    where it is not the dataset's default, and the pool size, e.g. ``mnist-curvbim-pool20000``."""
+    """A configuration in words, safe in file names: the dataset, the subset size and the recipe
+    where it is not the dataset's default, e.g. ``mnist-n10000``, ``mnist-n20000-curvbim``."""
     base = dataset.name.split("-", 1)[0] if dataset.name.startswith("cifar") and "-" in dataset.name else dataset.name
-    words = [dataset.key, recipe_label(recipe, base), f"pool{pool_size}" if pool_size else ""]
+    words = [dataset.key, f"n{pool_size}" if pool_size else "", recipe_label(recipe, base)]
     return "-".join(w for w in words if w)
 
 

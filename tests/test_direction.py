@@ -78,10 +78,10 @@ def detection_auroc(tmp_path_factory) -> dict[str, float]:
     root = tmp_path_factory.mktemp("direction")
     with single_thread():
         run_cli_in_process("run", "--dataset", "digits", "--tracks", "detection", "--seeds", str(len(SEEDS)),
-                           "--results", str(root / "results"), "--leaderboards", str(root / "leaderboards"),
-                           "--no-report", "--quiet")
+                           "--option", "detection.types=label-uniform", "--results", str(root / "results"),
+                           "--leaderboards", str(root / "leaderboards"), "--no-report", "--quiet")
     by_method: dict[str, dict[int, float]] = {}
-    for path in Path(root / "results" / "digits" / "detection").rglob("seed*.json"):
+    for path in (root / "results").glob("digits/*/detection/*/*/seed*.json"):
         record = json.loads(path.read_text())
         config = record.get("config", {})
         if config.get("type") == PLANTING["type"] and float(config.get("rate", -1)) == PLANTING["rate"]:

@@ -41,8 +41,7 @@ def test_each_input_recomputes_exactly_what_it_affects(tmp_path):
     assert _computed(res) == first  # unchanged: nothing recomputed
     boards = {}
     for flag, folder in ((["--epochs", "3"], "digits-epochs3"), (["--model", "mlp"], "digits-modelkwargs-none-epochs2"),
-                         (["--recipe", "blobs"], "digits-blobs-epochs2"), (["--subset", "500"], "digits-n500-epochs2"),
-                         (["--pool-size", "600"], "digits-epochs2-pool600")):
+                         (["--recipe", "blobs"], "digits-blobs-epochs2"), (["--subset", "500"], "digits-n500-epochs2")):
         before = _computed(res)
         _run(tmp_path, *flag)
         after = _computed(res)
@@ -51,8 +50,7 @@ def test_each_input_recomputes_exactly_what_it_affects(tmp_path):
         assert new == {folder}, flag  # trained, scored and recorded anew, in its own configuration
         boards[folder] = (tmp_path / "lb" / folder / "detection-seeds1-types-label-uniform.md").read_text()
     assert "epochs=3," in boards["digits-epochs3"] and "model_kwargs={}" in boards["digits-modelkwargs-none-epochs2"]
-    assert "pool size: 600" in boards["digits-epochs2-pool600"]
-    assert "`digits-n500`" in boards["digits-n500-epochs2"]
+    assert "subset: 500 samples" in boards["digits-n500-epochs2"]
 
 
 def test_new_npz_contents_under_the_same_name_train_again(tmp_path):

@@ -49,6 +49,7 @@ def _cases(tmp):
                                        "The 'fillers' parameter of resampling must be a subset of "
                                        "{duplicate, smote, holdout}. Got 'smot' instead."),
         "renamed track": (["--tracks", "methods"], "the track 'methods' is now called 'meta'"),
+        "renamed flag": (["--pool-size", "500"], "--pool-size is now --subset"),
         "ambiguous image layout": (["--dataset", _npz(tmp / "images.npz", x=rng.normal(size=(40, 3, 4, 3)), y=y)],
                                    "--layout channels-first"),
         "plugin import failure": (["--plugin", "no_such_module_here"], "cannot import plugin"),
@@ -59,7 +60,7 @@ def _cases(tmp):
 
 CASES = ["not an npz", "length mismatch", "NaN inputs", "float labels", "negative labels", "one class",
          "class too small for K-fold", "unknown option key", "renamed option key", "option value type",
-         "unknown track in option", "option of a track not selected", "bad value of a later track", "renamed track",
+         "unknown track in option", "option of a track not selected", "bad value of a later track", "renamed track", "renamed flag",
          "ambiguous image layout", "plugin import failure", "plugin name clash", "bad --jobs"]
 
 
