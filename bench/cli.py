@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {list,run,all,report,export}`` (also ``hardbench``).
+"""Command line: ``python -m bench {list,run,all,report,compare,export}`` (also ``hardbench``).
 
 Every command first builds and validates a ``bench.config.RunConfig`` (each selected
 track's settings included), so bad input stops with one line and exit status 2 before
@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from . import registry
+from .compare import compare_trees, method_against_field
 from .config import PROFILES, DatasetSpec, ExecutorSettings, RunConfig, build_engine, profile_settings
 from .data import LAYOUTS, DatasetNotFound
 from .errors import UnknownName, UsageError
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="also write <leaderboards>/index.html, a self-contained site "
                    "of every board (sortable tables, plots inline; opens from disk)")
     _common(p, leaderboards=True)
+
+    p = sub.add_parser("compare", help="a method against the field, or two result folders / board trees")
+    p.add_argument("what", nargs="+", metavar="METHOD | DIR_A DIR_B",
+                   help="a method name (against the field in --results), or two result or leaderboard folders")
+    _common(p)
 
     p = sub.add_parser("export", help="stored results as a tidy CSV")
     p.add_argument("--out", default="-", help="CSV file (default: standard output); with --scores, a folder")
@@ -238,6 +244,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    if len(args.what) == 1:
+        registry.get_method(args.what[0])  # an unknown name is a usage error
+        print(method_against_field(args.what[0], args.results))
+    elif len(args.what) == 2:
+        for folder in args.what:
+            if not Path(folder).is_dir():
+                raise UsageError(f"compare: {folder} is not a folder")
+        print(compare_trees(*args.what))
+    else:
+        raise UsageError("compare takes a method name, or two folders")
+    return 0
+
+
 def cmd_export(args) -> int:
     if args.scores:
         if args.out == "-":
@@ -270,7 +290,8 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "all": cmd_all, "report": cmd_report, "export": cmd_export}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "all": cmd_all, "report": cmd_report, "compare": cmd_compare,
+            "export": cmd_export}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,88 @@
+"""``bench compare`` and the Python API (``bench.score``, ``bench.results``) on tiny runs."""
+import contextlib
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import bench
+from bench.cli import main
+
+RUN = ["run", "--dataset", "digits", "--methods", "aum,loss,random", "--seeds", "2", "--epochs", "3", "--quiet",
+       "--option", "detection.types=label-uniform", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    assert main([*RUN, "--results", str(root / "res"), "--leaderboards", str(root / "lb")]) == 0
+    return root
+
+
+def _compare(*args) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["compare", *map(str, args)]) == 0
+    return out.getvalue()
+
+
+def test_a_method_against_the_field(store):
+    text = _compare("random", "--results", store / "res")
+    (row,) = [line for line in text.splitlines() if line.startswith("| digits-epochs3/detection")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "3 of 3" and cells[5].startswith("-")  # last, and below the best
+    assert cells[5].endswith(("vs loss", "vs aum")) and cells[6] == "2"  # one cell, two seeds: two pairs
+
+
+def test_two_result_folders_and_two_board_trees(store, tmp_path):
+    after = tmp_path / "after"
+    shutil.copytree(store / "res", after)
+    (record,) = after.glob("*/*/detection/*/aum/seed0.json")
+    data = json.loads(record.read_text())
+    data["metrics"]["auprc"] -= 0.5
+    record.write_text(json.dumps(data))
+    text = _compare(store / "res", after)
+    aum = next(line for line in text.splitlines() if "| aum" in line)
+    assert "-0.250" in aum and aum.split("|")[-3].strip() == "no"  # two pairs (-0.5, 0): within seed noise
+    boards = tmp_path / "boards"
+    shutil.copytree(store / "lb", boards)
+    (board,) = boards.glob("*/detection*.md")
+    lines = board.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("| aum "))
+    cells = lines[row].split("|")
+    cells[2] = " 0.100 ± 0.010 "  # the AUPRC column
+    lines[row] = "|".join(cells)
+    board.write_text("\n".join(lines))
+    (changed,) = [line for line in _compare(store / "lb", boards).splitlines() if "| aum " in line]
+    assert "AUPRC" in changed and changed.rstrip(" |").endswith("yes")
+
+
+def test_compare_unknown_method_is_a_usage_error(store, capsys):
+    assert main(["compare", "aumm", "--results", str(store / "res")]) == 2
+    assert "unknown method 'aumm'" in capsys.readouterr().err
+
+
+def test_score_returns_per_sample_scores_of_the_users_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(240, 5)), np.arange(240) % 3
+    x[np.arange(240), y] += 3.0  # learnable
+    flipped = np.arange(0, 240, 12)
+    y_noisy = y.copy()
+    y_noisy[flipped] = (y[flipped] + 1) % 3
+    scores = bench.score(x, y_noisy, methods=["aum", "loss"], epochs=15, results=tmp_path / "res")
+    assert list(scores.columns) == ["aum", "aum (natural)", "loss", "loss (natural)"]
+    assert len(scores) == 240 and scores.index.tolist() == list(range(240))
+    np.testing.assert_allclose(scores["aum"], -scores["aum (natural)"])  # aum: lower = harder, flipped
+    top = set(scores["aum"].nlargest(len(flipped)).index)
+    assert len(top & set(flipped)) >= 0.6 * len(flipped)  # chance: 20 / 240 of them
+    table = bench.results(tmp_path / "res")
+    assert table.empty  # score() writes score records only, no track records
+
+
+def test_results_is_a_tidy_table_of_the_stored_records(store):
+    table = bench.results(store / "res")
+    assert set(table["track"]) == {"detection"} and set(table["method"]) == {"aum", "loss", "random"}
+    auprc = table[table.metric == "auprc"].groupby("method")["value"].mean()
+    assert auprc["loss"] > auprc["random"] and len(table[table.metric == "auprc"]) == 3 * 2
