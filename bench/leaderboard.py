@@ -236,7 +236,7 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
     readme_path = out_dir.parent / "README.md"
     if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
         fill_readme(readme_path, out_dir)
-        written.append(readme_path)
+        written += [readme_path, readme_path.parent / "docs" / "methods.md"]
     return written
 
 
@@ -286,16 +286,37 @@ def methods_table(names=None, tablefmt: str = "github") -> str:
     return tabulate(rows, headers=["method", "family", "orientation", "needs", "citation"], tablefmt=tablefmt)
 
 
-def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> None:
-    """Refresh the generated blocks of a README: the method table and the overview table."""
-    readme, overview = Path(readme), Path(out_dir) / "README.md"
-    prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
-    blocks = {"methods": methods_table()}
-    if overview.exists():
-        table = "\n".join(line for line in overview.read_text().splitlines() if line.startswith("|"))
-        blocks["leaderboard"] = table.replace("](", "](" + prefix)
-    text = readme.read_text()
+def top_five(out_dir: str | Path, prefix: str = "") -> str:
+    """Per question (``bench.site.QUESTIONS``), each board's five best methods, linked."""
+    from .site import QUESTIONS
+
+    out_dir = Path(out_dir)
+    by_question: dict[str, list[str]] = {}
+    for ranks_file in sorted(out_dir.glob("*/*.ranks.json")):
+        ranks = read_json(ranks_file)
+        best = sorted(ranks["ranks"], key=ranks["ranks"].get)[:5]
+        if not best:
+            continue
+        board = f"{ranks_file.parent.name}/{ranks_file.name.removesuffix('.ranks.json')}"
+        line = f"  - [{board}]({prefix}{board}.md): " + ", ".join(best)
+        by_question.setdefault(QUESTIONS.get(ranks.get("track", ""), "Other boards"), []).append(line)
+    return "\n".join(f"- **{q}**\n" + "\n".join(lines) for q, lines in by_question.items())
+
+
+def _fill(path: Path, blocks: dict[str, str]) -> None:
+    text = path.read_text()
     for name, body in blocks.items():
         text = re.sub(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)",
                       lambda m: m.group(1) + body + "\n" + m.group(2), text, flags=re.S)
-    _write_text(readme, text)
+    _write_text(path, text)
+
+
+def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> None:
+    """Refresh the generated blocks: the README's top five per question and, in ``docs/methods.md``
+    beside it, the method table."""
+    readme = Path(readme)
+    prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
+    _fill(readme, {"leaderboard": top_five(out_dir, prefix)})
+    methods_doc = readme.parent / "docs" / "methods.md"
+    if methods_doc.exists():
+        _fill(methods_doc, {"methods": methods_table()})

@@ -1,4 +1,4 @@
-"""Hardness-based resampling at class level (PROTOCOL.md, "Track R"): pure functions.
+"""Hardness-based resampling at class level (docs/protocol.md, "Track R"): pure functions.
 
 Sizes: ``class_targets`` turns class hardness into target class sizes S_c;
 ``assign_sizes`` re-assigns that multiset of sizes to the classes for the controls

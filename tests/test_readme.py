@@ -1,30 +1,91 @@
-"""The README's generated parts stay true."""
+"""The README and docs stay true: generated blocks match the registry and the boards, and every
+command, flag and track setting they name is one the command line accepts."""
 import contextlib
 import io
 import re
+import shlex
 
-from bench.cli import main
+import pytest
+
+from bench.cli import build_parser, main, parse_options
+from bench.leaderboard import top_five
+from bench.tracks import TRACKS
 from conftest import ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: flags of other programs that the docs name (pip, pytest)
+OTHER_FLAGS = {"--benchmark-enable", "--quiet", "-e"}
 
 
 def _block(text: str, name: str) -> str:
     match = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", text, re.S)
-    assert match, f"README lacks the {name} block"
+    assert match, f"lacks the {name} block"
     return match.group(1).strip()
+
+
+def test_readme_is_one_page():
+    assert len((ROOT / "README.md").read_bytes()) <= 10_000
 
 
 def test_methods_table_is_the_registry_listing():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["list", "--details", "--markdown"]) == 0
-    readme = (ROOT / "README.md").read_text()
-    assert _block(readme, "methods") == out.getvalue().strip(), \
+    assert _block((ROOT / "docs" / "methods.md").read_text(), "methods") == out.getvalue().strip(), \
         "regenerate with: python -m bench report --readme"
 
 
-def test_leaderboard_excerpt_is_the_generated_overview():
-    readme = (ROOT / "README.md").read_text()
-    overview = (ROOT / "leaderboards" / "README.md").read_text()
-    table = "\n".join(line for line in overview.splitlines() if line.startswith("|"))
-    assert _block(readme, "leaderboard") == table.replace("](", "](leaderboards/"), \
-        "regenerate with: python -m bench report --readme"
+def test_leaderboard_block_is_the_boards_top_five():
+    assert _block((ROOT / "README.md").read_text(), "leaderboard") == \
+        top_five(ROOT / "leaderboards", "leaderboards/").strip(), "regenerate with: python -m bench report --readme"
+
+
+def _commands():
+    for path in DOCS:
+        text = path.read_text()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split("#")[0].strip() if not line.strip().startswith("python -m bench") else line
+                line = re.sub(r"\s+#.*$", "", line)
+                if line.startswith("python -m bench ") or line.startswith("hardbench "):
+                    yield path.name, line
+        for inline in re.findall(r"`((?:python -m bench|hardbench) [^`]+)`", text):
+            yield path.name, inline
+
+
+@pytest.mark.parametrize("where, command", list(_commands()))
+def test_every_documented_command_parses(where, command):
+    words = shlex.split(command)
+    words = words[3:] if words[0] == "python" else words[1:]
+    if words[0] == "COMMAND":
+        return
+    try:
+        args = build_parser().parse_args(words)
+    except SystemExit:
+        pytest.fail(f"{where}: `{command}` does not parse")
+    if getattr(args, "option", None):
+        for track, values in parse_options(args.option).items():
+            TRACKS[track].Settings.build(values).validate()
+
+
+def _flags(parser) -> set[str]:
+    flags = set()
+    for action in parser._actions:
+        flags |= set(action.option_strings)
+        if isinstance(action.choices, dict):  # the subcommands
+            for sub in action.choices.values():
+                flags |= _flags(sub)
+    return flags
+
+
+def test_every_documented_flag_and_setting_exists():
+    flags = _flags(build_parser())
+    settings = {f"{name}.{key}" for name, track in TRACKS.items() for key in track.Settings().to_dict()}
+    for path in DOCS:
+        text = path.read_text()
+        for flag in set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", text)) - OTHER_FLAGS - {"--slurm-"}:
+            if flag in ("--pool-size",):  # named as renamed, with its hint
+                continue
+            assert flag in flags, f"{path.name} names {flag}, which no command accepts"
+        for track, key in re.findall(r"--option ([a-z]+)\.([a-z_]+)=", text):
+            assert f"{track}.{key}" in settings, f"{path.name} names the setting {track}.{key}"

@@ -1,4 +1,4 @@
-"""Track D: detection of planted hardness (PROTOCOL.md, "Track D").
+"""Track D: detection of planted hardness (docs/protocol.md, "Track D").
 
 For each seed s, hardness type t and rate p: plant t at rate p in a random subset
 M of the train split (seeded by s; ``bench.inject``), run the estimation with seed

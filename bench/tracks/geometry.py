@@ -1,5 +1,5 @@
 """Track G: exact geometry of ReLU networks on 2-D data as hardness ground truth
-(PROTOCOL.md, "Track G"; SkelEx / BoundEx, Pukowski & Lu 2023).
+(docs/protocol.md, "Track G"; SkelEx / BoundEx, Pukowski & Lu 2023).
 
 On a dataset of 2-D points (``moons``, ``spirals``, ``spirals3``, ``blobs2d``, an npz of
 2-D points) the estimation network of seed s, a ReLU MLP, is piecewise affine; its linear

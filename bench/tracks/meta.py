@@ -1,4 +1,4 @@
-"""Track ``meta``: meta-measures of every method (PROTOCOL.md, "Meta-measures"): stability,
+"""Track ``meta``: meta-measures of every method (docs/protocol.md, "Meta-measures"): stability,
 agreement, cost.
 
 On the pooled pool (train + test), every seed's estimation run:

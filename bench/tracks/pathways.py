@@ -1,4 +1,4 @@
-"""Track P: easy and hard generalization pathways (PROTOCOL.md, "Track P").
+"""Track P: easy and hard generalization pathways (docs/protocol.md, "Track P").
 
 On the pooled pool, a method's hard set H(q) (its top q by scores averaged over the
 estimation seeds) and the easy rest are each split into train/test with
@@ -96,7 +96,7 @@ def pathway_sets(scores: np.ndarray, y: np.ndarray, q: float, train_ratio: float
             "train": train}
 
 
-# PROTOCOL.md, Track P: the in-class-imbalance paper's CurvBIM numbers (MNIST pooled 20k subset,
+# docs/protocol.md, Track P: the in-class-imbalance paper's CurvBIM numbers (MNIST pooled 20k subset,
 # MLP 784-20-20-10 tanh, full-batch SGD lr 0.1, 500 epochs, stragglers, train_ratio 0.9, 100 networks):
 # test accuracy % (hard, easy, full) per (pathway, r). Cited, for checking; never computed here.
 REFERENCE = {
@@ -128,7 +128,7 @@ def _reference_table(records) -> str:
                          len(ours)])
     if not rows:
         return ""
-    return ("Beside the reference (PROTOCOL.md, Track P; the paper's confidence identifier is compared with "
+    return ("Beside the reference (docs/protocol.md, Track P; the paper's confidence identifier is compared with "
             "`max_logit`; reference = mean of 100 networks), test accuracy %:\n\n"
             + tabulate(rows, headers=["method", "pathway", "r", "hard (ours)", "easy (ours)", "full (ours)",
                                       "reference hard / easy / full", "networks"], tablefmt="github"))

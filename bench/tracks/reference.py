@@ -1,4 +1,4 @@
-"""Track Ref: agreement with an independent reference hardness (PROTOCOL.md, "Track Ref").
+"""Track Ref: agreement with an independent reference hardness (docs/protocol.md, "Track Ref").
 
 Where the dataset carries a per-sample hardness of its train split measured
 independently of the methods (``Dataset.hardness_train``, higher = harder: an npz's

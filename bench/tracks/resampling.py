@@ -1,4 +1,4 @@
-"""Track R: hardness-based resampling at class level (PROTOCOL.md, "Track R").
+"""Track R: hardness-based resampling at class level (docs/protocol.md, "Track R").
 
 On the train split, a method's class hardness h_c (mean natural-unit score of the
 class, averaged over estimation seeds) gives target class sizes S_c

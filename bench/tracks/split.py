@@ -1,4 +1,4 @@
-"""Track S: train/test split effects (PROTOCOL.md, "Track S").
+"""Track S: train/test split effects (docs/protocol.md, "Track S").
 
 On the pooled pool (train + test merged), for each method, test sets of T = 20% of
 the pool: ``random`` (stratified), ``hardest`` and ``easiest`` by the method's
