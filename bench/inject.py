@@ -28,8 +28,11 @@ type's check must show is in ``bench.planting_check``):
   shifted by up to ``ATYPICAL_SHIFT`` x H pixels (the zoom-and-shift construction of the
   H-CAT benchmark, Seedat et al. 2024, at a milder strength: see ``zoom_shift``), then
   value-matched; no rotation or reflection, which can turn one class into another (6/9).
-  Vectors: a draw from the tail of a diagonal Gaussian fitted to the class, at
-  Mahalanobis radius ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` along a uniformly random direction.
+  Vectors: a draw from the tail of the diagonal Gaussian fitted to the class: along the
+  best of ``ATYPICAL_DIRECTIONS`` uniformly random directions, at the largest Mahalanobis
+  radius up to ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` whose whole path from the class mean the
+  classifier of the fitted Gaussians still assigns to the class (``atypical_reach``): far
+  in the class's tail, never in another class's region.
 
 Value matching (``restandardise``) removes what a look at pixel values alone would
 give away: each corrupted sample's values (per channel for images) are replaced, in
@@ -62,7 +65,9 @@ NEAR_OOD_STEPS = 10  # bisection steps of the calibration (resolution NEAR_OOD_M
 NEAR_OOD_CALIBRATION_ROWS = 1000  # unplanted rows the calibration measures the drop on
 ATYPICAL_ZOOM = (1.1, 1.25)  # atypical images are zoomed in by a factor drawn uniformly from this range
 ATYPICAL_SHIFT = 1 / 28  # ... and shifted by up to this fraction of the height (1 pixel on MNIST), per axis
-ATYPICAL_TAIL = 0.999  # vector atypical draws sit at this quantile of the class's Mahalanobis radius
+ATYPICAL_TAIL = 0.999  # vector atypical draws sit at most at this quantile of the class's Mahalanobis radius
+ATYPICAL_DIRECTIONS = 16  # ... along the best of this many random directions
+ATYPICAL_RADII = 64  # ... on a grid of this many radii
 
 
 @dataclass(frozen=True)
@@ -402,14 +407,43 @@ def atypical(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, 
 
     xf, dim = x.float(), x.shape[1]
     onehot = F.one_hot(y, num_classes).float()
-    counts = onehot.sum(0).clamp_min(1).unsqueeze(1)
-    means = onehot.T @ xf / counts
-    stds = (onehot.T @ xf ** 2 / counts - means ** 2).clamp_min(1e-12).sqrt()
-    direction = torch.as_tensor(rng.normal(size=(m, dim)), dtype=torch.float32)
-    direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    radius = math.sqrt(chi2.ppf(ATYPICAL_TAIL, dim))
+    counts = onehot.sum(0)
+    means = onehot.T @ xf / counts.clamp_min(1).unsqueeze(1)
+    stds = (onehot.T @ xf ** 2 / counts.clamp_min(1).unsqueeze(1) - means ** 2).clamp_min(1e-12).sqrt()
+    log_prior = torch.where(counts > 0, counts.clamp_min(1).log(), torch.tensor(-torch.inf))
+    direction = torch.as_tensor(rng.normal(size=(m, ATYPICAL_DIRECTIONS, dim)), dtype=torch.float32)
+    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     cls = y[idx]
-    return _replace_rows(x, idx, means[cls] + radius * stds[cls] * direction), y
+    radius = atypical_reach(means, stds, log_prior, cls, direction, math.sqrt(chi2.ppf(ATYPICAL_TAIL, dim)))
+    best = radius.argmax(dim=1)
+    rows = torch.arange(m)
+    return _replace_rows(x, idx, means[cls] + radius[rows, best, None] * stds[cls] * direction[rows, best]), y
+
+
+def atypical_reach(means: torch.Tensor, stds: torch.Tensor, log_prior: torch.Tensor, cls: torch.Tensor,
+                   direction: torch.Tensor, tail: float) -> torch.Tensor:
+    """(m, K): for each sample and direction d, the largest radius r on a grid of
+    ``ATYPICAL_RADII`` steps up to ``tail`` such that every point mean_c + r' std_c * d with
+    r' <= r is assigned to the sample's class c by the classifier of the fitted diagonal
+    Gaussians (log prior - squared standardised distance / 2 - sum log std); 0 where the
+    first step already leaves the class. The squared distances are quadratics in r,
+    a_j + 2 r b_j + r^2 c_j, so each direction costs one pass over the classes."""
+    steps = tail * torch.arange(1, ATYPICAL_RADII + 1, dtype=torch.float32) / ATYPICAL_RADII
+    inv = stds.pow(-2)  # (C, D)
+    delta = means[cls][:, None, :] - means[None]  # (m, C, D)
+    a = (delta ** 2 * inv).sum(-1)  # (m, C)
+    offset = log_prior - stds.log().sum(-1)  # (C,)
+    reach = torch.zeros(direction.shape[:2])
+    for k in range(direction.shape[1]):
+        v = stds[cls] * direction[:, k]  # (m, D)
+        b = torch.einsum("mcd,md,cd->mc", delta, v, inv)
+        c = torch.einsum("md,cd->mc", v ** 2, inv)
+        quad = a[..., None] + 2 * steps * b[..., None] + steps ** 2 * c[..., None]  # (m, C, S)
+        joint = offset[None, :, None] - quad / 2
+        inside = joint.argmax(dim=1) == cls[:, None]  # (m, S)
+        leading = inside.int().cumprod(dim=1).sum(dim=1)
+        reach[:, k] = torch.where(leading > 0, steps[(leading - 1).clamp_min(0)], torch.zeros(()))
+    return reach
 
 
 # ---- far-ood sources --------------------------------------------------------------------

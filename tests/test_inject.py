@@ -262,17 +262,46 @@ def test_near_ood_uses_the_default_severity_without_a_predictor():
     assert torch.equal(planted.x[idx], expected)
 
 
-def test_atypical_vectors_are_tail_draws_of_their_class():
+def _fitted_gaussian_class(x, y, points, classes):
+    """The class the fitted diagonal Gaussians (population std, class priors) assign to ``points``."""
+    scores = []
+    for c in range(classes):
+        rows = x[y == c]
+        mean, std = rows.mean(0), rows.std(0, unbiased=False)
+        scores.append(np.log(len(rows)) - std.log().sum() - (((points - mean) / std) ** 2).sum(1) / 2)
+    return torch.stack(scores, 1).argmax(1)
+
+
+def _mahalanobis(x, y, rows, c):
+    mean, std = x[y == c].mean(0), x[y == c].std(0, unbiased=False)
+    return ((rows - mean) / std).norm(dim=1)
+
+
+def test_atypical_vectors_are_tail_draws_that_stay_in_their_class():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(900) % 3
     x = torch.randn(900, 4, generator=g) * torch.tensor([1.0, 2.0, 0.5, 1.0]) + y.unsqueeze(1) * 3.0
     planted = plant("atypical", x, y, 3, 0.1, 0)
-    radius = math.sqrt(chi2.ppf(ATYPICAL_TAIL, 4))
-    for c in range(3):
-        mean, std = x[y == c].mean(0), x[y == c].std(0, unbiased=False)
-        rows = planted.x[torch.as_tensor(planted.mask) & (y == c)]
-        assert torch.allclose(((rows - mean) / std).norm(dim=1), torch.full((len(rows),), radius), atol=1e-4)
+    tail = math.sqrt(chi2.ppf(ATYPICAL_TAIL, 4))
+    moved = torch.as_tensor(planted.mask)
     assert torch.equal(planted.y, y)
+    assert torch.equal(_fitted_gaussian_class(x, y, planted.x[moved], 3), y[moved])
+    for c in range(3):
+        radius = _mahalanobis(x, y, planted.x[moved & (y == c)], c)
+        assert (radius <= tail + 1e-4).all() and (radius >= 0.75 * tail).all()
+        assert (radius > tail - 1e-4).float().mean() > 0.5  # separated classes: mostly at the full tail radius
+
+
+def test_atypical_vectors_never_enter_another_class_where_classes_overlap():
+    """Four overlapping 2-D blobs (the unconstrained tail draw lands in a neighbour's region
+    for about half of them): every planted point stays in its class's region, far out."""
+    blobs = load_dataset("blobs2d")
+    x, y = blobs.x_train, blobs.y_train
+    planted = plant("atypical", x, y, 4, 0.2, 0)
+    moved = torch.as_tensor(planted.mask)
+    assert torch.equal(_fitted_gaussian_class(x, y, planted.x[moved], 4), y[moved])
+    radius = torch.cat([_mahalanobis(x, y, planted.x[moved & (y == c)], c) for c in range(4)])
+    assert radius.median() > 0.9 * math.sqrt(chi2.ppf(ATYPICAL_TAIL, 2))
 
 
 # ---- far-ood sources -----------------------------------------------------------------------
