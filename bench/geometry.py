@@ -83,6 +83,7 @@ class cells.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -972,8 +973,13 @@ def level_set_segments(values: np.ndarray, xs: np.ndarray, ys: np.ndarray, level
 def bayes_boundary(name: str, box=None, grid: int = BAYES_GRID) -> Boundary:
     """The Bayes-optimal decision boundary in raw coordinates, approximated on a
     ``grid`` x ``grid`` lattice over ``box`` (see the section comment), as a `Boundary`
-    whose ``classes`` are the two classes that tie along each segment."""
-    box = check_box(box) if box is not None else _default_bayes_box(name)
+    whose ``classes`` are the two classes that tie along each segment. Cached per
+    (name, box, grid): a few seconds for the spirals, then free."""
+    return _bayes_boundary(name, check_box(box) if box is not None else _default_bayes_box(name), int(grid))
+
+
+@functools.lru_cache(maxsize=16)
+def _bayes_boundary(name: str, box: Box, grid: int) -> Boundary:
     xs, ys = np.linspace(box[0], box[1], grid), np.linspace(box[2], box[3], grid)
     gx, gy = np.meshgrid(xs, ys)
     log_joint = bayes_log_joint(name, np.stack([gx.ravel(), gy.ravel()], 1)).reshape(grid, grid, -1)

@@ -35,7 +35,7 @@ Criteria:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -164,3 +164,25 @@ def check_planted(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], kin
     y_clean = planted.y_clean if planted.y_clean is not None else planted.y
     return check_planting(predict, kind, planted.x[index], x_clean[index], planted.y[index], y_clean[index],
                           rows, num_classes)
+
+
+def fold_predictor(fold_probabilities: Sequence[Callable[[torch.Tensor], np.ndarray]],
+                   fold: np.ndarray) -> Callable[[torch.Tensor, np.ndarray], np.ndarray]:
+    """An out-of-sample ``predict(x, rows)`` from K-fold models: row r of the pool is read by
+    the model that held it out, ``fold_probabilities[fold[r]](inputs) -> (n, C)``
+    probabilities (e.g. the clean pool's K-fold models; ``fold`` as the estimation's
+    ``folds.npz`` records it). Each model sees only its own rows, in one batch."""
+    fold = np.asarray(fold)
+
+    def predict(x: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        which = fold[rows]
+        out = None
+        for f in np.unique(which):
+            picked = np.flatnonzero(which == f)
+            probs = np.asarray(fold_probabilities[f](x[torch.as_tensor(picked)]))
+            if out is None:
+                out = np.empty((len(rows), probs.shape[1]), dtype=probs.dtype)
+            out[picked] = probs
+        return out if out is not None else np.zeros((0, 0))
+    return predict

@@ -187,3 +187,14 @@ def test_check_planted_reads_the_rows_of_a_plant_call():
 
     check = check_planted(predict, "label-uniform", planted, x, 2)
     assert seen[0].tolist() == [0, 1, 2, 3] and check.planted == 0.0 and check.original == 1.0 and check.holds
+
+
+def test_fold_predictor_reads_each_row_with_the_model_that_held_it_out():
+    from bench.planting_check import fold_predictor
+
+    fold = np.array([0, 1, 2, 0, 1, 2, 0])
+    models = [lambda x, k=k: np.column_stack([x[:, 0].numpy() + k, np.full(len(x), k)]) for k in range(3)]
+    predict = fold_predictor(models, fold)
+    x = torch.tensor([[10.0], [20.0], [30.0]])
+    rows = np.array([5, 0, 4])  # folds 2, 0, 1
+    np.testing.assert_array_equal(predict(x, rows), [[12.0, 2.0], [20.0, 0.0], [31.0, 1.0]])
