@@ -913,7 +913,8 @@ def _mixture(name: str) -> tuple[list[np.ndarray], list[np.ndarray], float, np.n
         n_in = s["n"] - n_out
         outer = np.linspace(0, np.pi, n_out)
         inner = np.linspace(0, np.pi, n_in)
-        centres = [np.stack([np.cos(outer), np.sin(outer)], 1), np.stack([1 - np.cos(inner), 1 - np.sin(inner) - 0.5], 1)]
+        centres = [np.stack([np.cos(outer), np.sin(outer)], 1),
+                   np.stack([1 - np.cos(inner), 1 - np.sin(inner) - 0.5], 1)]
         weights = [np.full(n_out, -np.log(n_out)), np.full(n_in, -np.log(n_in))]
         return centres, weights, s["noise"], np.log(np.array([n_out, n_in]) / s["n"])
     arms, span = s["arms"], s["turns"] * 2 * np.pi

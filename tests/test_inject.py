@@ -185,7 +185,8 @@ def test_atypical_images_are_zoomed_shifted_copies_of_the_sample_in_its_own_valu
     for zoom in np.linspace(*ATYPICAL_ZOOM, 7):
         for dy in np.linspace(-ATYPICAL_SHIFT * 12, ATYPICAL_SHIFT * 12, 5):
             for dx in np.linspace(-ATYPICAL_SHIFT * 12, ATYPICAL_SHIFT * 12, 5):
-                candidate = zoom_shift(x[idx], torch.full((len(rows),), zoom), torch.tensor([[dy, dx]]).expand(len(rows), 2))
+                shift = torch.tensor([[dy, dx]]).expand(len(rows), 2)
+                candidate = zoom_shift(x[idx], torch.full((len(rows),), zoom), shift)
                 ranks = torch.stack([candidate.flatten(1).argsort(1).argsort(1).float(),
                                      rows.argsort(1).argsort(1).float()], 1)
                 corr = torch.stack([torch.corrcoef(r)[0, 1] for r in ranks])
@@ -194,7 +195,8 @@ def test_atypical_images_are_zoomed_shifted_copies_of_the_sample_in_its_own_valu
 
 
 def test_label_instance_takes_each_samples_most_likely_other_class():
-    assert most_likely_other(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]]), np.array([0, 2, 1])).tolist() == [1, 0, 2]
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]])
+    assert most_likely_other(probs, np.array([0, 2, 1])).tolist() == [1, 0, 2]
     x, y = _images(n=400)
     table = np.random.default_rng(0).dirichlet(np.ones(5), size=400)
     calls = []

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.data import load_dataset
-from bench.inject import (NEAR_OOD_DROP, Planted, PlantingSources, default_sources, most_likely_other,
+from bench.inject import (NEAR_OOD_DROP, Planted, default_sources, most_likely_other,
                           nearest_other_class, plant)
 from bench.planting_check import ATYPICAL_FLOOR, CRITERIA, check_planted, check_planting
 from bench.recipes import LENET, RECIPES
