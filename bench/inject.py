@@ -1,26 +1,38 @@
 """Planted hardness: corrupt a seeded random subset M of a clean pool.
 
 Each planter takes the clean pool and returns the corrupted pool; the mask of M
-is the ground truth of the detection track. Types (PROTOCOL.md, "Track D"):
+is the ground truth of the detection track. Types (PROTOCOL.md, "Track D"; what each
+type's check must show is in ``bench.planting_check``):
 
 - ``label-uniform``: the label is replaced by a uniformly drawn *different* class.
-- ``label-pair``: the label moves to the class most confused with the true one
+- ``label-pair``: class-conditional pair flip on uniformly chosen samples: every planted
+  sample of class c gets the same new label, the class most confused with c
   (``most_confused`` of an out-of-sample confusion matrix of a clean model, given by
   ``PlantingSources.confusion``); without a confusion matrix, vector data uses the
-  fixed permutation c -> c + 1 mod C.
-- ``near-ood``: the input is corrupted (images: Gaussian blur with sigma
-  ``NEAR_OOD_BLUR`` pixels, then Gaussian noise with std ``NEAR_OOD_NOISE`` times the
-  pool's per-channel std; vectors: the noise only) and value-matched (``restandardise``);
-  label kept.
+  fixed permutation c -> c + 1 mod C. The new label depends on the class, not on the sample.
+- ``label-instance``: the new label depends on the sample itself: the most likely wrong
+  class for that very sample under a clean model that never trained on it
+  (``PlantingSources.clean_predict``); without one, the class whose clean-pool mean is
+  nearest to the sample in input space among the other classes (``nearest_other_class``).
+- ``near-ood``: a covariate shift (images: Gaussian blur with sigma ``NEAR_OOD_BLUR`` x H / 28
+  pixels, then Gaussian noise; vectors: the noise only) whose severity, the noise std in
+  units of the pool's per-channel std, is calibrated per dataset so that a clean model's
+  accuracy drops by ``near_ood_target_drop`` (``calibrate_near_ood``, with
+  ``PlantingSources.clean_predict``); without a predictor the severity is
+  ``NEAR_OOD_NOISE``. Value-matched (``restandardise``); label kept.
 - ``far-ood``: the input is replaced by a sample of another dataset
   (``PlantingSources.far_ood``, see ``default_sources``), shaped and standardised like
   the pool, then value-matched; label kept.
-- ``atypical``: a rare mode of the sample's own class, label correct. Images: the
-  sample rotated by 90 or 180 degrees and circularly shifted by up to ``H // 8``
-  pixels, a permutation of its own pixels, so its values (and every statistic of
-  them) are exactly those of a clean sample of the class. Vectors: a draw from the
-  tail of a diagonal Gaussian fitted to the class, at Mahalanobis radius
-  ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` along a uniformly random direction.
+- ``atypical``: a rare but valid member of the sample's own class, label correct. Images:
+  the sample zoomed in about its centre by a factor drawn from ``ATYPICAL_ZOOM`` and
+  shifted by up to ``ATYPICAL_SHIFT`` x H pixels (the zoom-and-shift construction of the
+  H-CAT benchmark, Seedat et al. 2024, at a milder strength: see ``zoom_shift``), then
+  value-matched; no rotation or reflection, which can turn one class into another (6/9).
+  Vectors: a draw from the tail of the diagonal Gaussian fitted to the class: along the
+  best of ``ATYPICAL_DIRECTIONS`` uniformly random directions, at the largest Mahalanobis
+  radius up to ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` whose whole path from the class mean the
+  classifier of the fitted Gaussians still assigns to the class (``atypical_reach``): far
+  in the class's tail, never in another class's region.
 
 Value matching (``restandardise``) removes what a look at pixel values alone would
 give away: each corrupted sample's values (per channel for images) are replaced, in
@@ -45,9 +57,17 @@ import torch.nn.functional as F
 
 from .errors import UnknownName
 
-NEAR_OOD_BLUR = 1.0  # Gaussian blur sigma in pixels
-NEAR_OOD_NOISE = 0.5  # Gaussian noise std, in units of the pool's per-channel std
-ATYPICAL_TAIL = 0.999  # vector atypical draws sit at this quantile of the class's Mahalanobis radius
+NEAR_OOD_BLUR = 1.0  # Gaussian blur sigma in pixels of a 28-pixel-high image (scaled with the height)
+NEAR_OOD_DROP = 0.40  # the calibrated drop of a clean model's accuracy on near-ood samples (fraction)
+NEAR_OOD_NOISE = 2.0  # default severity without a clean predictor: noise std in units of the pool's std
+NEAR_OOD_MAX_NOISE = 8.0  # the calibration searches severities in [0, NEAR_OOD_MAX_NOISE]
+NEAR_OOD_STEPS = 10  # bisection steps of the calibration (resolution NEAR_OOD_MAX_NOISE / 2**10)
+NEAR_OOD_CALIBRATION_ROWS = 1000  # unplanted rows the calibration measures the drop on
+ATYPICAL_ZOOM = (1.1, 1.25)  # atypical images are zoomed in by a factor drawn uniformly from this range
+ATYPICAL_SHIFT = 1 / 28  # ... and shifted by up to this fraction of the height (1 pixel on MNIST), per axis
+ATYPICAL_TAIL = 0.999  # vector atypical draws sit at most at this quantile of the class's Mahalanobis radius
+ATYPICAL_DIRECTIONS = 16  # ... along the best of this many random directions
+ATYPICAL_RADII = 64  # ... on a grid of this many radii
 
 
 @dataclass(frozen=True)
@@ -66,9 +86,14 @@ class PlantingSources:
     pool, rows = true class, columns = predicted class (``label-pair``).
     ``far_ood(n, rng)``: n samples of another dataset, shaped like one pool sample each and
     standardised like the pool (``far-ood``).
+    ``clean_predict(x, rows)``: (len(rows), C) class probabilities of a clean model for the
+    inputs ``x`` of the pool's rows ``rows`` (possibly corrupted), from a model that never
+    trained on those rows, e.g. the fold model of a K-fold split of the clean pool that held
+    each row out (``label-instance``, the calibration of ``near-ood``, ``bench.planting_check``).
     """
     confusion: Callable[[], np.ndarray] | None = None
     far_ood: Callable[[int, np.random.Generator], torch.Tensor] | None = None
+    clean_predict: Callable[[torch.Tensor, np.ndarray], np.ndarray] | None = None
     dataset_name: str | None = None
     data_root: str | Path | None = None
 
@@ -169,6 +194,45 @@ def label_pair(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor
     return x, y
 
 
+def most_likely_other(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, the class of highest probability other than ``y`` (ties to the smallest index)."""
+    probs = np.array(probs, dtype=float)
+    probs[np.arange(len(y)), y] = -np.inf
+    return probs.argmax(axis=1)
+
+
+def nearest_other_class(x: torch.Tensor, y: torch.Tensor, num_classes: int, idx: torch.Tensor) -> np.ndarray:
+    """For the rows ``idx``, the class whose mean over the clean pool (inputs flattened) is
+    nearest in Euclidean distance, the row's own class excluded: a sample-dependent choice
+    that needs no model (``label-instance`` without ``clean_predict``)."""
+    flat = x.reshape(len(x), -1).float()
+    onehot = F.one_hot(y, num_classes).float()
+    means = onehot.T @ flat / onehot.sum(0).clamp_min(1).unsqueeze(1)
+    distance = torch.cdist(flat[idx], means)
+    distance[:, onehot.sum(0) == 0] = torch.inf  # a class absent from the pool is never a target
+    return most_likely_other(-distance.numpy(), y[idx].numpy())
+
+
+@planter("label-instance")
+def label_instance(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each planted label to the most likely wrong class for that sample under a clean
+    model that never trained on it (``sources.clean_predict``); without one, to
+    ``nearest_other_class``. Deterministic given the subset: the rng is not used."""
+    idx_np = np.flatnonzero(mask)
+    idx = torch.as_tensor(idx_np)
+    if sources is not None and sources.clean_predict is not None:
+        probs = np.asarray(sources.clean_predict(x[idx], idx_np))
+        if probs.shape != (len(idx_np), num_classes):
+            raise ValueError(f"label-instance: clean_predict gave shape {probs.shape}, "
+                             f"expected ({len(idx_np)}, {num_classes})")
+        target = most_likely_other(probs, y[idx].numpy())
+    else:
+        target = nearest_other_class(x, y, num_classes, idx)
+    y = y.clone()
+    y[idx] = torch.as_tensor(target, dtype=y.dtype)
+    return x, y
+
+
 # ---- value matching -------------------------------------------------------------------
 def match_values(x_new: torch.Tensor, x_old: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each row of ``x_new`` (per channel for images) takes, in the order of its own values, the
@@ -224,16 +288,74 @@ def _spread(x: torch.Tensor) -> torch.Tensor:
     return x.float().std(dim=dims, keepdim=True, unbiased=False)
 
 
+def near_ood_target_drop(accuracy: float, num_classes: int) -> float:
+    """The drop of a clean model's accuracy that ``near-ood`` aims at: ``NEAR_OOD_DROP``, but at
+    most half the accuracy above chance (1 / C), so that with a weak clean model the planted
+    samples stay above chance (their label still shows)."""
+    return max(0.0, min(NEAR_OOD_DROP, 0.5 * (accuracy - 1.0 / num_classes)))
+
+
+def near_ood_corrupt(rows: torch.Tensor, spread: torch.Tensor, severity: float, noise: torch.Tensor,
+                     seed: int) -> torch.Tensor:
+    """The near-ood corruption of clean ``rows`` at ``severity``: images blurred (sigma
+    ``NEAR_OOD_BLUR`` x H / 28 pixels), plus ``severity`` x ``spread`` (the pool's per-channel
+    std) x ``noise`` (standard normal, the shape of ``rows``), then value-matched to ``rows``
+    (ties ordered by ``seed``). The same noise and seed at a larger severity give a stronger
+    corruption of the same kind: the calibration compares severities on common random numbers."""
+    out = rows.float()
+    if out.ndim == 4:
+        out = gaussian_blur(out, NEAR_OOD_BLUR * out.shape[-2] / 28)
+    out = out + severity * spread * noise
+    return restandardise(out, rows, torch.Generator().manual_seed(seed))
+
+
+def calibrate_near_ood(x: torch.Tensor, y: torch.Tensor, num_classes: int, rows: np.ndarray,
+                       predict: Callable[[torch.Tensor, np.ndarray], np.ndarray],
+                       rng: np.random.Generator) -> float:
+    """The near-ood severity for this pool: bisection (``NEAR_OOD_STEPS`` steps over
+    [0, ``NEAR_OOD_MAX_NOISE``]) for the severity at which the clean model ``predict``'s accuracy
+    on the corrupted ``rows`` is its accuracy on the clean ``rows`` minus
+    ``near_ood_target_drop``. Accuracy falls with severity (one noise draw for all steps), so
+    bisection finds the crossing; a model that never falls that far gets the largest severity."""
+    clean = x[torch.as_tensor(rows)]
+    labels = y[torch.as_tensor(rows)].numpy()
+    spread = _spread(x)
+    noise = torch.randn(clean.shape, generator=_torch_generator(rng))
+    seed = int(rng.integers(2 ** 62))
+
+    def accuracy(severity: float | None) -> float:
+        inputs = clean if severity is None else near_ood_corrupt(clean, spread, severity, noise, seed)
+        return float((np.asarray(predict(inputs, rows)).argmax(1) == labels).mean())
+
+    base = accuracy(None)
+    target = base - near_ood_target_drop(base, num_classes)
+    lo, hi = 0.0, NEAR_OOD_MAX_NOISE
+    if accuracy(hi) > target:
+        return hi
+    for _ in range(NEAR_OOD_STEPS):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if accuracy(mid) > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _calibration_rows(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``NEAR_OOD_CALIBRATION_ROWS`` unplanted rows (the planted ones if all are planted):
+    the calibration is measured apart from the samples the check is then read on."""
+    free = np.flatnonzero(~mask) if (~mask).any() else np.flatnonzero(mask)
+    return np.sort(rng.choice(free, size=min(len(free), NEAR_OOD_CALIBRATION_ROWS), replace=False))
+
+
 @planter("near-ood")
 def near_ood(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blur (images) and Gaussian noise, then value matching; labels kept."""
-    generator = _torch_generator(rng)
+    """``near_ood_corrupt`` at the severity ``calibrate_near_ood`` finds with
+    ``sources.clean_predict``, or ``NEAR_OOD_NOISE`` without one; labels kept."""
+    severity = NEAR_OOD_NOISE
+    if sources is not None and sources.clean_predict is not None:
+        severity = calibrate_near_ood(x, y, num_classes, _calibration_rows(mask, rng), sources.clean_predict, rng)
     idx = torch.as_tensor(np.flatnonzero(mask))
-    rows = x[idx].float()
-    if rows.ndim == 4:
-        rows = gaussian_blur(rows, NEAR_OOD_BLUR)
-    rows = rows + NEAR_OOD_NOISE * _spread(x) * torch.randn(rows.shape, generator=generator)
-    return _replace_rows(x, idx, restandardise(rows, x[idx], generator)), y
+    noise = torch.randn(x[idx].shape, generator=_torch_generator(rng))
+    rows = near_ood_corrupt(x[idx], _spread(x), severity, noise, int(rng.integers(2 ** 62)))
+    return _replace_rows(x, idx, rows), y
 
 
 @planter("far-ood")
@@ -249,45 +371,79 @@ def far_ood(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, t
     return _replace_rows(x, idx, restandardise(rows, x[idx], _torch_generator(rng))), y
 
 
-def rotate_shift(rows: torch.Tensor, quarter_turns: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Each image rotated by ``quarter_turns[i]`` x 90 degrees (1 or 2, as ``torch.rot90`` over
-    (H, W); 1 needs H == W) and then circularly shifted by ``shifts[i] = (dy, dx)`` (as
-    ``torch.roll``): a permutation of its pixels, done as one gather."""
+def zoom_shift(rows: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each (C, H, W) image magnified ``zoom[i]`` times about its centre, then moved by
+    ``shift[i] = (dy, dx)`` pixels (fractional allowed): output pixel p shows the input at
+    centre + (p - shift - centre) / zoom, bilinear (``F.grid_sample``). Pixels that come from
+    outside the frame take the image's minimum (its background); with zoom >= 1 only the
+    shift brings any in. The H-CAT benchmark's ``zoom_in`` is a centre crop of H / zoom pixels
+    resized to H, the same map up to its integer crop."""
     n, channels, h, w = rows.shape
-    if h != w and bool((quarter_turns == 1).any()):
-        raise ValueError("a quarter turn needs square images")
-    i = (torch.arange(h).view(1, -1, 1) - shifts[:, 0].view(-1, 1, 1)) % h  # the pixel of the turned image
-    j = (torch.arange(w).view(1, 1, -1) - shifts[:, 1].view(-1, 1, 1)) % w
-    quarter = (quarter_turns == 1).view(-1, 1, 1)
-    source = torch.where(quarter, j * w + (w - 1 - i), (h - 1 - i) * w + (w - 1 - j))
-    flat = rows.reshape(n, channels, h * w)
-    return flat.gather(2, source.reshape(n, 1, h * w).expand(n, channels, h * w)).reshape(rows.shape)
+    zoom = zoom.float().view(-1)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, 0, 2] = -shift[:, 1].float() * 2 / w / zoom  # normalised coordinates: a pixel is 2 / W wide
+    theta[:, 1, 2] = -shift[:, 0].float() * 2 / h / zoom
+    grid = F.affine_grid(theta, (n, channels, h, w), align_corners=False)
+    background = rows.float().flatten(1).min(1).values.view(-1, 1, 1, 1)
+    moved = F.grid_sample(rows.float() - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return moved + background
 
 
 @planter("atypical")
 def atypical(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A rare mode of the sample's own class (see the module docstring); labels kept (correct)."""
+    """A rare but valid member of the sample's own class (see the module docstring); labels kept (correct)."""
     idx = torch.as_tensor(np.flatnonzero(mask))
     m = len(idx)
     if x.ndim == 4:
-        turns = torch.as_tensor(rng.integers(1, 3, size=m))
-        reach = max(1, x.shape[-2] // 8)
-        shifts = torch.as_tensor(rng.integers(-reach, reach + 1, size=(m, 2)))
-        return _replace_rows(x, idx, rotate_shift(x[idx], turns, shifts)), y
+        zoom = torch.as_tensor(rng.uniform(*ATYPICAL_ZOOM, size=m))
+        reach = ATYPICAL_SHIFT * x.shape[-2]
+        shift = torch.as_tensor(rng.uniform(-reach, reach, size=(m, 2)))
+        rows = zoom_shift(x[idx], zoom, shift)
+        return _replace_rows(x, idx, restandardise(rows, x[idx], _torch_generator(rng))), y
     if x.ndim != 2:
         raise ValueError(f"atypical supports (N, C, H, W) images and (N, D) vectors; got shape {tuple(x.shape)}")
     from scipy.stats import chi2
 
     xf, dim = x.float(), x.shape[1]
     onehot = F.one_hot(y, num_classes).float()
-    counts = onehot.sum(0).clamp_min(1).unsqueeze(1)
-    means = onehot.T @ xf / counts
-    stds = (onehot.T @ xf ** 2 / counts - means ** 2).clamp_min(1e-12).sqrt()
-    direction = torch.as_tensor(rng.normal(size=(m, dim)), dtype=torch.float32)
-    direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    radius = math.sqrt(chi2.ppf(ATYPICAL_TAIL, dim))
+    counts = onehot.sum(0)
+    means = onehot.T @ xf / counts.clamp_min(1).unsqueeze(1)
+    stds = (onehot.T @ xf ** 2 / counts.clamp_min(1).unsqueeze(1) - means ** 2).clamp_min(1e-12).sqrt()
+    log_prior = torch.where(counts > 0, counts.clamp_min(1).log(), torch.tensor(-torch.inf))
+    direction = torch.as_tensor(rng.normal(size=(m, ATYPICAL_DIRECTIONS, dim)), dtype=torch.float32)
+    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     cls = y[idx]
-    return _replace_rows(x, idx, means[cls] + radius * stds[cls] * direction), y
+    radius = atypical_reach(means, stds, log_prior, cls, direction, math.sqrt(chi2.ppf(ATYPICAL_TAIL, dim)))
+    best = radius.argmax(dim=1)
+    rows = torch.arange(m)
+    return _replace_rows(x, idx, means[cls] + radius[rows, best, None] * stds[cls] * direction[rows, best]), y
+
+
+def atypical_reach(means: torch.Tensor, stds: torch.Tensor, log_prior: torch.Tensor, cls: torch.Tensor,
+                   direction: torch.Tensor, tail: float) -> torch.Tensor:
+    """(m, K): for each sample and direction d, the largest radius r on a grid of
+    ``ATYPICAL_RADII`` steps up to ``tail`` such that every point mean_c + r' std_c * d with
+    r' <= r is assigned to the sample's class c by the classifier of the fitted diagonal
+    Gaussians (log prior - squared standardised distance / 2 - sum log std); 0 where the
+    first step already leaves the class. The squared distances are quadratics in r,
+    a_j + 2 r b_j + r^2 c_j, so each direction costs one pass over the classes."""
+    steps = tail * torch.arange(1, ATYPICAL_RADII + 1, dtype=torch.float32) / ATYPICAL_RADII
+    inv = stds.pow(-2)  # (C, D)
+    delta = means[cls][:, None, :] - means[None]  # (m, C, D)
+    a = (delta ** 2 * inv).sum(-1)  # (m, C)
+    offset = log_prior - stds.log().sum(-1)  # (C,)
+    reach = torch.zeros(direction.shape[:2])
+    for k in range(direction.shape[1]):
+        v = stds[cls] * direction[:, k]  # (m, D)
+        b = torch.einsum("mcd,md,cd->mc", delta, v, inv)
+        c = torch.einsum("md,cd->mc", v ** 2, inv)
+        quad = a[..., None] + 2 * steps * b[..., None] + steps ** 2 * c[..., None]  # (m, C, S)
+        joint = offset[None, :, None] - quad / 2
+        inside = joint.argmax(dim=1) == cls[:, None]  # (m, S)
+        leading = inside.int().cumprod(dim=1).sum(dim=1)
+        reach[:, k] = torch.where(leading > 0, steps[(leading - 1).clamp_min(0)], torch.zeros(()))
+    return reach
 
 
 # ---- far-ood sources --------------------------------------------------------------------
@@ -410,7 +566,9 @@ def far_ood_source(dataset, data_root: str | Path = "data") -> Callable[[int, np
 
 
 def default_sources(dataset, data_root: str | Path = "data",
-                    confusion_fn: Callable[[], np.ndarray] | None = None) -> PlantingSources:
-    """The planting sources of a dataset: ``far_ood_source`` and the given confusion function."""
+                    confusion_fn: Callable[[], np.ndarray] | None = None,
+                    clean_predict: Callable[[torch.Tensor, np.ndarray], np.ndarray] | None = None) -> PlantingSources:
+    """The planting sources of a dataset: ``far_ood_source``, and the given confusion function
+    and clean out-of-sample predictor."""
     return PlantingSources(confusion=confusion_fn, far_ood=far_ood_source(dataset, data_root),
-                           dataset_name=dataset.name, data_root=data_root)
+                           clean_predict=clean_predict, dataset_name=dataset.name, data_root=data_root)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from bench import geometry as g
+from bench.data import load_dataset
 from bench.models import mlp
 
 BOX = (-2.0, 2.5, -1.5, 1.75)  # not square and not centred, to catch mixed-up axes
@@ -473,3 +474,74 @@ def test_blobs2d_pool_end_to_end():
     assert 0 < wrong.mean() < 0.3
     assert (hardness[wrong] >= 0).all() and (hardness[~wrong] <= 0).all()
     assert np.isin(boundary.classes, np.arange(4)).all() and len(np.unique(boundary.classes)) == 4
+
+
+# ---- Bayes-optimal boundary of the synthetic generators ------------------------------------------
+@pytest.mark.parametrize("name", g.BAYES_DATASETS)
+def test_regenerated_raw_points_standardise_to_the_datasets_inputs(name):
+    data = load_dataset(name)
+    x_tr, y_tr, x_te, y_te = g.raw_synthetic(name)
+    mean, std = g.synthetic_frame(name)
+    np.testing.assert_allclose((x_tr - mean) / std, data.x_train.numpy(), atol=1e-5)
+    np.testing.assert_allclose((x_te - mean) / std, data.x_test.numpy(), atol=1e-5)
+    assert np.array_equal(y_tr, data.y_train.numpy()) and np.array_equal(y_te, data.y_test.numpy())
+
+
+def test_blobs2d_bayes_distance_is_the_distance_to_the_axes():
+    """Four equal isotropic blobs centred at 45, 135, 225 and 315 degrees: the Bayes boundary
+    is the two axes, so a raw point's distance is min(|x|, |y|), and min(|x| / s_x, |y| / s_y)
+    in the standardised coordinates (x = s u + m)."""
+    points = np.array([[0.3, 0.7], [-1.2, 0.1], [-0.5, -0.45], [2.0, -3.0]])
+    np.testing.assert_allclose(g.bayes_boundary_distance("blobs2d", points), np.abs(points).min(1), atol=1e-12)
+    mean, std = g.synthetic_frame("blobs2d")
+    standardised = g.bayes_boundary_distance("blobs2d", (points - mean) / std, normalised=True)
+    np.testing.assert_allclose(standardised, (np.abs(points) / std).min(1), atol=1e-9)
+    assert g.bayes_predict("blobs2d", points).tolist() == [0, 1, 2, 3]
+    # the lattice method on an off-centre box gives the same straight boundary
+    lattice = g.bayes_boundary_distance("blobs2d", points[:3], exact=False, grid=101, box=(-2.1, 1.9, -1.7, 2.3))
+    np.testing.assert_allclose(lattice, np.abs(points[:3]).min(1), atol=1e-9)
+
+
+def test_level_set_segments_approximate_a_circle_within_the_chord_sag():
+    xs = ys = np.linspace(-2, 2, 81)  # h = 0.05
+    gx, gy = np.meshgrid(xs, ys)
+    segments = g.level_set_segments(1.0 - gx ** 2 - gy ** 2, xs, ys)
+    points = np.random.default_rng(0).uniform(-1.8, 1.8, size=(500, 2))
+    exact = np.abs(np.linalg.norm(points, axis=1) - 1.0)
+    approx = g.boundary_distance(g.Boundary((-2, 2, -2, 2), segments, np.zeros((len(segments), 2), int)), points)
+    # vertices interpolate 1 - r^2 linearly (error ~ h^2 / 4), chords sag by ~ h^2 / 8
+    assert np.abs(approx - exact).max() < 0.05 ** 2
+
+
+@pytest.mark.parametrize("name,grid", [("moons", 201), ("spirals", 151), ("spirals3", 151)])
+def test_lattice_boundary_matches_a_brute_force_search_for_the_other_class(name, grid):
+    """The distance to the nearest lattice point of another Bayes class (a fine lattice,
+    independent of the contour) brackets the boundary distance within the two spacings."""
+    x_tr, _, _, _ = g.raw_synthetic(name)
+    points = x_tr[::25]
+    boundary = g.bayes_boundary(name, grid=grid)
+    box = boundary.box
+    h = max(box[1] - box[0], box[3] - box[2]) / (grid - 1)
+    distance = g.boundary_distance(boundary, points)
+    # the two tying log joints agree at the boundary's vertices
+    vertices = boundary.segments.reshape(-1, 2)
+    pairs = np.repeat(boundary.classes, 2, axis=0)
+    joint = g.bayes_log_joint(name, vertices)
+    rows = np.arange(len(vertices))
+    assert np.median(np.abs(joint[rows, pairs[:, 0]] - joint[rows, pairs[:, 1]])) < 0.01
+    fine = 241
+    xs, ys = np.linspace(box[0], box[1], fine), np.linspace(box[2], box[3], fine)
+    lattice = np.stack([g.ravel() for g in np.meshgrid(xs, ys)], 1)
+    lattice_class, own = g.bayes_predict(name, lattice), g.bayes_predict(name, points)
+    gaps = np.linalg.norm(points[:, None] - lattice[None], axis=2)
+    brute = np.where(lattice_class[None] != own[:, None], gaps, np.inf).min(1)
+    h_fine = max(box[1] - box[0], box[3] - box[2]) / (fine - 1)
+    assert np.all(brute >= distance - h) and np.all(brute <= distance + h_fine + h), np.abs(brute - distance).max()
+
+
+def test_bayes_geometric_hardness_signs_by_the_bayes_class():
+    points = np.array([[0.3, 0.7], [0.3, 0.7], [-1.2, 0.1]])
+    hardness = g.bayes_geometric_hardness("blobs2d", points, np.array([0, 2, 1]))
+    np.testing.assert_allclose(hardness, [-0.3, 0.3, -0.1])
+    with pytest.raises(ValueError, match="no known generating distribution"):
+        g.bayes_boundary_distance("blobs", points)

@@ -1,0 +1,188 @@
+"""Does a planted kind plant what it says? A clean model's reading of the planted samples.
+
+The detection track's ground truth is only as good as its planting. ``check_planting`` asks
+a clean model that never trained on the samples (``predict(x, rows) -> (n, C)``
+probabilities for the inputs ``x`` of the pool's rows ``rows``: the same out-of-sample
+predictor as ``bench.inject.PlantingSources.clean_predict``) how it reads the planted samples
+and their clean originals, and whether the kind's criterion (PROTOCOL.md, "Track D") holds.
+
+Measures, as fractions of the planted samples (per class: of those whose original label is
+that class):
+
+- input kinds (``near-ood``, ``far-ood``, ``atypical``; labels kept): ``planted`` is the clean
+  model's accuracy on the planted inputs against the original labels, ``original`` its
+  accuracy on their clean originals;
+- label kinds (``label-uniform``, ``label-pair``, ``label-instance``; inputs kept):
+  ``planted`` is the share the clean model predicts as the new (given) label, ``original``
+  the share it predicts as the original label (its accuracy on them).
+
+Criteria:
+
+- label kinds: every new label differs from the original, and ``planted < original``: the
+  clean model reads the original label more often than the planted one.
+- ``near-ood``: the drop ``original - planted`` lies within ``NEAR_OOD_TOLERANCE`` (0.5 to
+  1.5) times its target ``bench.inject.near_ood_target_drop(original, C)`` (0.40, so 0.20 to
+  0.60, unless the clean model is weak), and the target is positive.
+- ``far-ood``: ``planted <= chance + FAR_OOD_MARGIN``, where chance = sum over classes of
+  (share of the planted labels that are c) x (share of the predictions that are c): the
+  agreement of a prediction that ignores the label. The label says nothing about the input.
+- ``atypical``: no class's accuracy on its planted samples is below ``ATYPICAL_FLOOR`` (0.5)
+  by a one-sided exact binomial test at level ``ATYPICAL_LEVEL`` (the clean model still
+  reads the label of every class: valid members; a test, not the point estimate, because a
+  class has few planted samples on small pools, 7 on half of digits at rate 0.1), and
+  ``planted < original`` (rarer than the originals).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import UnknownName
+from .inject import Planted, near_ood_target_drop
+
+LABEL_KINDS = ("label-uniform", "label-pair", "label-instance")
+INPUT_KINDS = ("near-ood", "far-ood", "atypical")
+NEAR_OOD_TOLERANCE = (0.5, 1.5)  # the drop must lie within these multiples of its target
+FAR_OOD_MARGIN = 0.10  # far-ood accuracy may exceed chance agreement by at most this much
+ATYPICAL_FLOOR = 0.5  # no class's atypical samples may have a clean accuracy significantly below this
+ATYPICAL_LEVEL = 0.05  # ... by a one-sided exact binomial test at this level
+
+CRITERIA = {
+    "label-uniform": "every label changed and the clean model predicts the new label less often than the original",
+    "label-pair": "every label changed and the clean model predicts the new label less often than the original",
+    "label-instance": "every label changed and the clean model predicts the new label less often than the original",
+    "near-ood": (f"accuracy drop within {NEAR_OOD_TOLERANCE[0]:g}-{NEAR_OOD_TOLERANCE[1]:g} x its target "
+                 "(0.40, at most half the originals' accuracy above chance)"),
+    "far-ood": f"accuracy at most chance agreement + {FAR_OOD_MARGIN:g}",
+    "atypical": (f"no class's accuracy significantly below {ATYPICAL_FLOOR:g} (binomial, one-sided, "
+                 f"{ATYPICAL_LEVEL:g}) and overall below the originals'"),
+}
+
+
+@dataclass(frozen=True)
+class PlantingCheck:
+    kind: str
+    measure: str  # what ``planted`` and ``original`` are
+    planted: float
+    original: float
+    per_class_planted: np.ndarray  # (C,), NaN for a class without planted samples
+    per_class_original: np.ndarray
+    per_class_count: np.ndarray  # planted samples per original class
+    reference: float  # near-ood: the target drop; far-ood: chance agreement; otherwise NaN
+    criterion: str
+    holds: bool
+
+    def summary(self) -> str:
+        """One line for a board, e.g. ``near-ood: clean accuracy 55.0% planted vs 95.0%
+        original (drop 40.0 points, target 40.0); per class 31-78%; holds``."""
+        seen = self.per_class_count > 0
+        low, high = np.nanmin(self.per_class_planted[seen]), np.nanmax(self.per_class_planted[seen])
+        extra = ""
+        if self.kind == "near-ood":
+            extra = f" (drop {100 * (self.original - self.planted):.1f} points, target {100 * self.reference:.1f})"
+        elif self.kind == "far-ood":
+            extra = f" (chance agreement {100 * self.reference:.1f}%)"
+        return (f"{self.kind}: {self.measure} {100 * self.planted:.1f}% planted vs {100 * self.original:.1f}% "
+                f"original{extra}; per class {100 * low:.0f}-{100 * high:.0f}%; "
+                f"{'holds' if self.holds else 'FAILS'} ({self.criterion})")
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("per_class_planted", "per_class_original", "per_class_count"):
+            out[key] = out[key].tolist()
+        return out
+
+
+def _per_class(hits: np.ndarray, classes: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    count = np.bincount(classes, minlength=num_classes)
+    total = np.bincount(classes, weights=hits.astype(float), minlength=num_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan), count
+
+
+def below_floor(accuracy: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per class, whether its accuracy over ``count`` samples is significantly below
+    ``ATYPICAL_FLOOR``: the exact one-sided binomial p-value (scipy.stats.binom) of at most
+    that many hits under a hit rate of ``ATYPICAL_FLOOR`` is below ``ATYPICAL_LEVEL``."""
+    from scipy.stats import binom
+
+    hits = np.rint(np.nan_to_num(accuracy) * count)
+    return (count > 0) & (binom.cdf(hits, count, ATYPICAL_FLOOR) < ATYPICAL_LEVEL)
+
+
+def check_planting(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], kind: str,
+                   x_planted: torch.Tensor, x_original: torch.Tensor, y_label, y_original,
+                   rows: np.ndarray, num_classes: int) -> PlantingCheck:
+    """The check of ``kind`` on planted samples (see the module docstring): ``x_planted``,
+    ``y_label`` are the planted inputs and labels, ``x_original``, ``y_original`` their clean
+    originals, ``rows`` their rows of the pool (what ``predict`` is told)."""
+    if kind not in CRITERIA:
+        raise UnknownName("hardness type", kind, CRITERIA)
+    y_label, y_original = (np.asarray(torch.as_tensor(v).cpu(), dtype=np.int64) for v in (y_label, y_original))
+    rows = np.asarray(rows)
+    if len(rows) == 0:
+        raise ValueError(f"{kind}: no planted samples to check")
+    pred_original = np.asarray(predict(x_original, rows)).argmax(1)
+    original_hits = pred_original == y_original
+    if kind in LABEL_KINDS:
+        measure = "clean model predicts the given label"
+        planted_hits = pred_original == y_label
+    else:
+        measure = "clean accuracy"
+        pred_planted = np.asarray(predict(x_planted, rows)).argmax(1)
+        planted_hits = pred_planted == y_original
+    planted, original = float(planted_hits.mean()), float(original_hits.mean())
+    per_planted, count = _per_class(planted_hits, y_original, num_classes)
+    per_original, _ = _per_class(original_hits, y_original, num_classes)
+    reference = float("nan")
+    if kind in LABEL_KINDS:
+        holds = bool((y_label != y_original).all()) and planted < original
+    elif kind == "near-ood":
+        reference = near_ood_target_drop(original, num_classes)
+        drop = original - planted
+        holds = reference > 0 and NEAR_OOD_TOLERANCE[0] * reference <= drop <= NEAR_OOD_TOLERANCE[1] * reference
+    elif kind == "far-ood":
+        share_label = np.bincount(y_original, minlength=num_classes) / len(rows)
+        share_pred = np.bincount(pred_planted, minlength=num_classes) / len(rows)
+        reference = float(share_label @ share_pred)
+        holds = planted <= reference + FAR_OOD_MARGIN
+    else:  # atypical
+        holds = not below_floor(per_planted, count).any() and planted < original
+    return PlantingCheck(kind, measure, planted, original, per_planted, per_original, count, reference,
+                         CRITERIA[kind], bool(holds))
+
+
+def check_planted(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], kind: str, planted: Planted,
+                  x_clean: torch.Tensor, num_classes: int) -> PlantingCheck:
+    """``check_planting`` of the samples a ``bench.inject.plant`` call planted in the pool whose
+    clean inputs are ``x_clean`` (rows of the pool = rows given to ``predict``)."""
+    rows = np.flatnonzero(planted.mask)
+    index = torch.as_tensor(rows)
+    y_clean = planted.y_clean if planted.y_clean is not None else planted.y
+    return check_planting(predict, kind, planted.x[index], x_clean[index], planted.y[index], y_clean[index],
+                          rows, num_classes)
+
+
+def fold_predictor(fold_probabilities: Sequence[Callable[[torch.Tensor], np.ndarray]],
+                   fold: np.ndarray) -> Callable[[torch.Tensor, np.ndarray], np.ndarray]:
+    """An out-of-sample ``predict(x, rows)`` from K-fold models: row r of the pool is read by
+    the model that held it out, ``fold_probabilities[fold[r]](inputs) -> (n, C)``
+    probabilities (e.g. the clean pool's K-fold models; ``fold`` as the estimation's
+    ``folds.npz`` records it). Each model sees only its own rows, in one batch."""
+    fold = np.asarray(fold)
+
+    def predict(x: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        which = fold[rows]
+        out = None
+        for f in np.unique(which):
+            picked = np.flatnonzero(which == f)
+            probs = np.asarray(fold_probabilities[f](x[torch.as_tensor(picked)]))
+            if out is None:
+                out = np.empty((len(rows), probs.shape[1]), dtype=probs.dtype)
+            out[picked] = probs
+        return out if out is not None else np.zeros((0, 0))
+    return predict
