@@ -114,6 +114,8 @@ def build_engine(config: RunConfig, executor=None):
     registry.load_plugins(config.plugins)
     dataset = config.dataset.load()
     methods = [registry.get_method(name) for name in config.methods]
+    for settings in config.tracks:
+        settings.check_data(dataset, config.recipe)
     if any("folds" in m.needs for m in methods):
         counts = np.bincount(dataset.y_train.numpy(), minlength=dataset.num_classes)
         if counts.min() < 2:

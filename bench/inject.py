@@ -1,7 +1,7 @@
 """Planted hardness: corrupt a seeded random subset M of a clean pool.
 
 Each planter takes the clean pool and returns the corrupted pool; the mask of M
-is the ground truth of the detection track. Types (PROTOCOL.md, "Track D"; what each
+is the ground truth of the detection track. Types (docs/protocol.md, "Track D"; what each
 type's check must show is in ``bench.planting_check``):
 
 - ``label-uniform``: the label is replaced by a uniformly drawn *different* class.

@@ -4,7 +4,7 @@ The detection track's ground truth is only as good as its planting. ``check_plan
 a clean model that never trained on the samples (``predict(x, rows) -> (n, C)``
 probabilities for the inputs ``x`` of the pool's rows ``rows``: the same out-of-sample
 predictor as ``bench.inject.PlantingSources.clean_predict``) how it reads the planted samples
-and their clean originals, and whether the kind's criterion (PROTOCOL.md, "Track D") holds.
+and their clean originals, and whether the kind's criterion (docs/protocol.md, "Track D") holds.
 
 Measures, as fractions of the planted samples (per class: of those whose original label is
 that class):

@@ -94,7 +94,8 @@ METHODS = "aum,random,loss,margin_final"
 
 
 def _records(root, dataset="moons"):
-    return [json.loads(p.read_text()) for p in sorted((root / dataset / "geometry").glob("*/*/seed*.json"))]
+    paths = sorted(root.glob(f"{dataset}*/*/geometry/*/*/seed*.json"))
+    return [json.loads(p.read_text()) for p in paths if p.parent.name != track.NETWORK]
 
 
 def test_moons_end_to_end(tmp_path):
@@ -109,27 +110,29 @@ def test_moons_end_to_end(tmp_path):
     for record in records:
         assert {"spearman", "auprc", "baseline"} <= set(record["metrics"])
         assert record["geometry"]["regions"] > 1 and record["geometry"]["boundary_length"] > 0
-        assert ("hard_set" in record) == (record["seed"] == 0)
-        assert ("drawing" in record) == (record["seed"] == 0 and record["method"] == "random")
-    sizes = [p.stat().st_size for p in (results / "moons" / "geometry").glob("*/*/seed*.json")]
+        assert ("hard_set" in record) == (record["seed"] == 0) and "drawing" not in record
+    (network,) = results.glob(f"moons*/*/geometry/*/{track.NETWORK}/seed0.json")  # the track's own record
+    assert "drawing" in json.loads(network.read_text())
+    sizes = [p.stat().st_size for p in results.glob("moons*/*/geometry/*/*/seed*.json")]
     assert max(sizes) < 200_000
     rho = {(r["method"], r["seed"]): r["metrics"]["spearman"] for r in records}
     assert all(abs(rho[("random", s)]) < 0.2 for s in (0, 1))
     assert all(rho[(m, s)] > 0.5 for m in ("aum", "margin_final") for s in (0, 1))
-    text = (boards / "moons" / "geometry.md").read_text()
+    folder = boards / "moons-epochs15"
+    text = (folder / "geometry-seeds2.md").read_text()
     assert "| aum" in text and "regions per layer" in text and "certified" in text
-    pngs = {p.name.split("_train")[0] for p in (boards / "moons").glob("geometry_*.png")}
-    assert pngs == {"geometry_hard_sets", "geometry_regions", "geometry_regions_per_layer"}
-    assert f"![{next((boards / 'moons').glob('geometry_hard_sets*.png')).name}]" in text
-    assert json.loads((boards / "moons" / "geometry.ranks.json").read_text())["ranks"]["random"] == 4.0
-    without = track.report([r for r in records if r["method"] != "random"])  # no drawing: tables, layer plot only
-    assert "No seed-0 record carries" in without.markdown and len(without.plots) == 1
+    pngs = {p.name.split("_train")[0] for p in folder.glob("geometry*.png")}
+    assert pngs == {"geometry-seeds2_hard_sets", "geometry-seeds2_regions", "geometry-seeds2_regions_per_layer"}
+    assert f"![{next(folder.glob('geometry-seeds2_hard_sets*.png')).name}]" in text
+    assert json.loads((folder / "geometry-seeds2.ranks.json").read_text())["ranks"]["random"] == 4.0
+    without = track.report(records)  # no _network record: tables and the layer plot only
+    assert "No current `_network` record" in without.markdown and len(without.plots) == 1
     import matplotlib.pyplot as plt
 
     plt.close(next(iter(without.plots.values())))
     ambiguous = track.report([{**r, "method": "variability"} for r in records if r["method"] == "aum"])
     assert "as above" in ambiguous.markdown and not ambiguous.plots  # the leaderboard's second table
-    stamps = {p: p.stat().st_mtime_ns for p in (results / "moons" / "geometry").glob("*/*/seed*.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in results.glob("moons*/*/geometry/*/*/seed*.json")}
     with single_thread():  # a rerun finds every record done and writes none
         run_cli_in_process("run", "--dataset", "moons", "--tracks", "geometry", "--methods", METHODS,
                            "--seeds", "2", "--epochs", "15", "--results", str(results), "--no-report", "--quiet")
@@ -146,8 +149,7 @@ def test_a_non_relu_recipe_is_one_line_error(tmp_path):
     assert not (tmp_path / "r").exists()  # refused before any training
 
 
-def test_digits_is_skipped_with_one_line(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(track, "_TOLD", set())
+def test_digits_is_skipped_with_one_line(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="bench"):
         run_cli_in_process("run", "--dataset", "digits", "--tracks", "geometry", "--methods", "random", "--seeds", "1",
                            "--results", str(tmp_path / "r"), "--leaderboards", str(tmp_path / "l"), "--quiet")

@@ -45,6 +45,10 @@ class TrackSettings:
     def validate(self) -> None:
         """Raise ``UsageError`` naming the parameter, what is allowed and what was given."""
 
+    def check_data(self, dataset, recipe: Recipe) -> None:
+        """Raise ``UsageError`` where the track cannot run on this dataset with this recipe
+        (checked once the dataset is loaded, before any track trains)."""
+
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 

@@ -76,6 +76,10 @@ class Settings(TrackSettings):
         self.check_range("q", 0.0, 1.0)
         self.check_range("margin", 0.0, 100.0, inclusive=True)
 
+    def check_data(self, dataset, recipe) -> None:
+        if is_planar(dataset):
+            check_relu_mlp(recipe, dataset.num_classes)
+
 
 def plan(engine, settings: Settings) -> list[Unit]:
     data = engine.dataset
@@ -162,7 +166,6 @@ def _drawing(regions, points: np.ndarray, labels: np.ndarray, truth_hard: np.nda
 # ---- run ----------------------------------------------------------------------------
 def run(engine, settings: Settings, units: list[Unit]) -> None:
     data = engine.dataset
-    check_relu_mlp(engine.recipe, data.num_classes)
     q, margin = settings.q, settings.margin
     pool = engine.pool("train")
     config = units[0].config
