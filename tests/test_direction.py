@@ -67,8 +67,9 @@ EXPECTED = {
 }
 
 #: never read a sample's own label (prediction_depth reads the labels of its neighbours)
-OWN_LABEL_BLIND = {"max_logit", "energy", "curvature", "prediction_depth", "iteration_learned", "random"}
-#: never read any label (curvature: the network is ReLU, whose logits have zero input Hessian)
+OWN_LABEL_BLIND = {"max_logit", "msp", "energy", "curvature_hvp", "prediction_depth", "iteration_learned", "random"}
+#: never read any label (curvature_hvp: the network is ReLU, whose logits have zero input Hessian; the
+#: finite differences of ``curvature`` cross its kinks and do read the label)
 LABEL_FREE = OWN_LABEL_BLIND - {"prediction_depth"}
 
 
@@ -138,8 +139,8 @@ def _dynamics(logits: torch.Tensor, y: torch.Tensor) -> Dynamics:
 def _scores(name: str, y: torch.Tensor) -> np.ndarray:
     x, _, states, early, logits, probs = PARTS
     folds = FoldPredictions(probs, np.zeros((3, N), dtype=int))
-    ctx = make_context(x, y, C, recipe=RECIPE, dynamics=_dynamics(logits, y), checkpoints=states, lrs=[0.1] * E,
-                       folds=folds, early_runs=early, needs=get_method(name).needs)
+    ctx = make_context(x, y, C, recipe=RECIPE, dynamics=_dynamics(logits, y), eval_dynamics=_dynamics(-logits, y),
+                       checkpoints=states, lrs=[0.1] * E, folds=folds, early_runs=early, needs=get_method(name).needs)
     raw = get_method(name).fn(ctx)
     return np.asarray(raw.detach() if hasattr(raw, "detach") else raw, dtype=float)
 
