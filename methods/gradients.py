@@ -294,13 +294,12 @@ def curvature(ctx, n_probes: int = 10, h: float = 1e-3):
     Variant: the authors' finite-difference estimate. Reference:
     github.com/purdue-nrl/Memorization-Curvature, score_imagenet_checkpoint.py,
     ``get_regularized_curvature_for_batch(..., h=1e-3, niter=10)``: per probe the input gradient of
-    CE(x + h v) - CE(x) and the mean of its norm over the probes (the finite-difference estimate of
-    E_v || H v ||; the paper writes Tr(H^2) = E_v || H v ||^2, the code averages the unsquared norm,
-    which we follow); every saved epoch is scored
-    (every 4th on ImageNet). The function's default and the log name use h = 1e-3 (the script's
-    command-line default is 1e-4); we take 1e-3. Because the difference spans a finite step, it reads
-    the label through the activation kinks of ReLU networks, where the exact Hessian does not
-    (``curvature_hvp``).
+    CE(x + h v) - CE(x), and the mean of its norm over the probes, the finite-difference estimate of
+    E_v || H v || (the paper writes Tr(H^2) = E_v || H v ||^2; the code averages the unsquared norm,
+    which we follow); every saved epoch is scored (every 4th on ImageNet). The function's default
+    and the log name use h = 1e-3 (the script's command-line default is 1e-4); we take 1e-3. Because
+    the difference spans a finite step, it reads the label through the activation kinks of ReLU
+    networks, where the exact Hessian does not (``curvature_hvp``).
 
     Deviations: divided by h (the authors' score is not; a constant factor, same ranking); the loss is
     summed over the batch, not averaged (their batch mean scales every score of a batch by 1/B, the
