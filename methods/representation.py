@@ -161,24 +161,29 @@ def sphere_class_radii(represent, x: torch.Tensor, y: torch.Tensor, num_classes:
     return (square_norms / count - mu.pow(2).sum(1)).clamp_min(0).sqrt()
 
 
-def inversion_checks(radii: torch.Tensor, shared: bool = False) -> torch.Tensor:
-    """From (K, C) class radii at K checks: each class's inversion check, the first k >= 1 with
-    R_c(k) > R_c(k - 1) (the radius grows again after shrinking), or the last check K - 1 where it
-    never grows. ``shared``: every class at the latest of them (what the authors' code does in
-    effect, see ``stragglers``)."""
+def inversion_checks(radii: torch.Tensor, shared: bool = False, start: int = 1) -> torch.Tensor:
+    """From (K, C) class radii at K checks: each class's inversion check, the first k >= ``start`` (at
+    least 1) with R_c(k) > R_c(k - 1) (the radius grows again after shrinking), or the last check
+    K - 1 where it never grows. ``shared``: every class at the latest of them (what the authors' code
+    does in effect, see ``stragglers``)."""
+    start = max(1, start)
     last = torch.full(radii.shape[1:], len(radii) - 1, dtype=torch.long, device=radii.device)
-    grows = radii[1:] > radii[:-1]  # (K - 1, C)
-    first = torch.where(grows.any(dim=0), grows.int().argmax(dim=0) + 1, last) if len(radii) > 1 else last
+    grows = radii[start:] > radii[start - 1:-1]  # (K - start, C)
+    first = torch.where(grows.any(dim=0), grows.int().argmax(dim=0) + start, last) if len(grows) else last
     return first.max().expand_as(first) if shared else first
 
 
 def straggler_scores(radii: torch.Tensor, checkpoint_margins: torch.Tensor, y: torch.Tensor,
-                     shared: bool = False) -> torch.Tensor:
+                     shared: bool = False, start: int = 1) -> torch.Tensor:
     """From (K, C) class radii and (K, N) margins z_y - max_{k != y} z_k at K checks: minus the margin at
     the inversion check of the sample's class (``inversion_checks``). Positive exactly for the
     stragglers (misclassified there), so the stragglers are the top set; the rest rank by margin."""
-    inversion = inversion_checks(radii, shared)
+    inversion = inversion_checks(radii, shared, start)
     return -checkpoint_margins[inversion[y], torch.arange(len(y), device=y.device)].double()
+
+
+#: share of training before which no inversion point is accepted: the authors' 20 of 500 epochs
+BURN_IN = 20 / 500
 
 
 @register(higher_is_harder=True, needs={"checkpoints"}, family="representation",
@@ -199,9 +204,14 @@ def stragglers(ctx, shared_inversion: bool = False):
     Ciceri et al.'s code): the radius on the unit sphere as above, checked every 5 epochs, an
     inversion accepted only after epoch 20 of 500 and compared with the previous check.
 
+    Here as there, no inversion is accepted at a check within the first BURN_IN = 20/500 of training
+    (the authors' unstable start, scaled to the recipe's epochs); the check before may serve as the
+    comparison.
+
     Deviations: (1) the checks are the recipe's evenly spaced checkpoints (``recipe.checkpoints`` of
-    them, the last epoch included) instead of every 5 epochs; the early checkpoint is left out, as
-    the authors skip the unstable start, so the first possible inversion is the second check. (2) A
+    them, the last epoch included; the added early checkpoint is left out) instead of every 5 epochs,
+    so an inversion is placed at the first check after it, and the first possible inversion is the
+    second check (``--checkpoints 100`` on the in-class imbalance recipe checks every 5 epochs). (2) A
     class whose radius never grows between checks gets the last check (the final model); the
     authors retrain until every class inverts. (3) A continuous score instead of the binary label,
     so that it ranks; the margin mixes checkpoints across classes. (4) The authors' code keeps a
@@ -210,9 +220,11 @@ def stragglers(ctx, shared_inversion: bool = False):
     of the paper (``shared_inversion=True`` reproduces the code's behaviour). (5) Representations of
     the first block (Linear + activation for MLPs, as the authors' first tanh layer; the first conv
     block for CNNs)."""
+    epochs = vog_epochs(ctx.recipe)
+    burn_in = sum(e <= BURN_IN * ctx.recipe.epochs for e in epochs)  # checks an inversion may not be at
     radii, margin_rows = [], []
-    for epoch in vog_epochs(ctx.recipe):
+    for epoch in epochs:
         model = ctx.model_at(epoch)
         radii.append(sphere_class_radii(model.blocks[0], ctx.x, ctx.y, ctx.num_classes))
         margin_rows.append(margins(predict_logits(model, ctx.x), ctx.y))
-    return straggler_scores(torch.stack(radii), torch.stack(margin_rows), ctx.y, shared_inversion)
+    return straggler_scores(torch.stack(radii), torch.stack(margin_rows), ctx.y, shared_inversion, burn_in)

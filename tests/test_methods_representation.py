@@ -131,6 +131,10 @@ def test_inversion_is_the_first_check_where_the_radius_grows():
     assert inversion_checks(radii).tolist() == [3, 1, 3]
     assert inversion_checks(radii, shared=True).tolist() == [3, 3, 3]
     assert inversion_checks(radii[:1]).tolist() == [0, 0, 0]  # one check: nothing to compare
+    # no inversion before check 2 (the burn-in): class 1's growth at check 1 does not count, its
+    # growth from check 2 to 3 does
+    assert inversion_checks(radii, start=2).tolist() == [3, 3, 3]
+    assert inversion_checks(radii, start=4).tolist() == [3, 3, 3]  # nothing left to check: the last
 
 
 def test_straggler_scores_put_every_straggler_on_top():
