@@ -134,7 +134,10 @@ def _paired(rows) -> dict:
 def paired_test(a, b) -> tuple[float, str]:
     """Two-sided p-value of a paired test of a - b: Wilcoxon signed-rank (scipy.stats.wilcoxon, zero
     differences dropped) with at least ``MIN_WILCOXON_PAIRS`` pairs, else the paired t-test
-    (scipy.stats.ttest_rel). All differences zero: p = 1; fewer than two pairs: NaN. Returns (p, test)."""
+    (scipy.stats.ttest_rel); where the differences are all equal (and non-zero) the t statistic is
+    undefined and the exact sign test (scipy.stats.binomtest) stands in: p = 2^(1 - n), so two equal
+    differences are not evidence. All differences zero: p = 1; fewer than two pairs: NaN. Returns
+    (p, test)."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if len(d) < 2:
         return math.nan, "none"
@@ -142,8 +145,8 @@ def paired_test(a, b) -> tuple[float, str]:
         return 1.0, "none"
     if len(d) >= MIN_WILCOXON_PAIRS:
         return float(stats.wilcoxon(d, zero_method="wilcox").pvalue), "wilcoxon"
-    if np.ptp(d) == 0:  # constant non-zero differences: t is infinite
-        return 0.0, "t"
+    if np.allclose(d, d[0], rtol=1e-9, atol=1e-12):  # equal differences (up to rounding): no variance for t
+        return float(stats.binomtest(int((d > 0).sum()), len(d)).pvalue), "sign"
     return float(stats.ttest_rel(a, b).pvalue), "t"
 
 

@@ -98,6 +98,7 @@ def test_paired_test_chooses_wilcoxon_only_with_enough_pairs():
     assert paired_test(a, b) == (pytest.approx(stats.wilcoxon(a - b).pvalue), "wilcoxon")
     assert paired_test(a[:5], b[:5]) == (pytest.approx(stats.ttest_rel(a[:5], b[:5]).pvalue), "t")
     assert paired_test(a, a) == (1.0, "none")
+    assert paired_test(a[:2] + 1, a[:2]) == (0.5, "sign")  # two equal differences are no evidence
     assert math.isnan(paired_test(a[:1], b[:1])[0])
 
 
@@ -121,7 +122,8 @@ def test_compare_with_best_separates_a_tie_from_a_clear_loser():
     assert result["same"]["not_worse"] and result["same"]["n"] == 9 and result["same"]["test"] == "t"
     assert result["same"]["diff"] == pytest.approx(-0.018 / 9)
     assert result["bad"]["not_worse"] is False and result["bad"]["diff"] == pytest.approx(-0.4)
-    assert result["bad"]["p_holm"] == 0.0  # constant differences: t is infinite
+    # constant differences: the exact sign test, 2 / 2^9, Holm-doubled as the smaller of two p-values
+    assert result["bad"]["test"] == "sign" and result["bad"]["p_holm"] == pytest.approx(4 / 2 ** 9)
     # lower is better: the roles turn around
     flipped = compare_with_best(_tie_and_loser(), higher_is_better=False)
     assert list(flipped)[0] == "bad" and not flipped["good"]["not_worse"] and flipped["good"]["diff"] < 0
