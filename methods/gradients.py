@@ -307,7 +307,8 @@ def curvature(ctx, n_probes: int = 10, h: float = 1e-3):
     kept ones (evenly spaced plus the early epoch, ``recipe.checkpoint_epochs()``), not every epoch.
 
     Cost: n + 1 = 11 input-gradient passes (forward and backward) per sample per checkpoint, so
-    11 x K with K kept checkpoints (10 x K probes in all; digits and MNIST recipes: K = 6, 66 passes)."""
+    11 x K with K kept checkpoints (10 x K probes in all; digits and MNIST recipes: K = 6, 66 passes);
+    on LeNet about 2.6 times the time of ``curvature_hvp`` (2 probes), measured in one process."""
     generator = torch.Generator().manual_seed(int(ctx.seed))
     epochs = sorted(ctx.checkpoints)
     total = sum(finite_difference_curvature(ctx.model_at(e), ctx.x, ctx.y, n_probes, h, generator) for e in epochs)
