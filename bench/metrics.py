@@ -12,10 +12,12 @@ from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
-def detection_metrics(scores: np.ndarray, planted: np.ndarray) -> dict[str, float]:
-    """AUPRC (planted = positive), AUROC, precision@|M| and the random AUPRC baseline."""
+def detection_metrics(scores: np.ndarray, planted: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """AUPRC (planted = positive), AUROC, precision@|M| and the random AUPRC baseline. The |M|
+    highest scores for precision@|M| are taken with ties broken by a random order seeded by
+    ``seed`` (``top_k``), so tied scores neither gain nor lose by their position."""
     planted = np.asarray(planted, dtype=bool)
-    top = np.argsort(-scores, kind="stable")[: planted.sum()]
+    top = top_k(scores, int(planted.sum()), seed)
     return {
         "auprc": float(average_precision_score(planted, scores)),
         "auroc": float(roc_auc_score(planted, scores)),
@@ -54,20 +56,26 @@ def hard_set(scores: np.ndarray, q: float = 0.1, seed: int = 0, classes: np.ndar
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the Student-t confidence interval (0 for one value)."""
+    """Mean and half-width of the Student-t confidence interval; the half-width is NaN for one
+    value (no interval: one value says nothing about its spread)."""
     values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if len(values) == 0:
         return math.nan, math.nan
     if len(values) == 1:
-        return float(values[0]), 0.0
+        return float(values[0]), math.nan
     half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * stats.sem(values)
     return float(values.mean()), float(half)
 
 
 def format_ci(values, digits: int = 3, scale: float = 1.0) -> str:
-    mean, half = mean_ci(np.asarray(list(values), dtype=float) * scale)
+    """"mean ± half-width" over two or more values; one value prints as "value (n=1)", with no
+    interval; none as "–"."""
+    values = np.asarray(list(values), dtype=float) * scale
+    mean, half = mean_ci(values)
     if math.isnan(mean):
         return "–"
+    if math.isnan(half):
+        return f"{mean:.{digits}f} (n=1)"
     return f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
@@ -86,3 +94,152 @@ def friedman_nemenyi(matrix: np.ndarray, alpha: float = 0.05) -> dict:
     if n >= 2 and k >= 3:
         result["statistic"], result["p"] = map(float, stats.friedmanchisquare(*matrix.T))
     return result
+
+
+# ---- tests over settings and seeds -----------------------------------------------------------
+# Rows are tidy tuples (method, block, seed, value): a block is a setting (e.g. (type, rate)), a
+# seed one estimation run inside it; higher values are better unless stated.
+
+def seed_averaged_matrix(rows, methods=None) -> tuple[np.ndarray, list, list]:
+    """The (blocks x methods) matrix of each method's value averaged over seeds within each block,
+    for ``friedman_nemenyi``: settings, not seeds, are the blocks, so seeds of one setting are not
+    counted as independent evidence. Non-finite values are skipped; blocks where a method (of
+    ``methods``, default all, sorted) has no value are dropped. Returns (matrix, blocks, methods)."""
+    cells: dict = {}
+    for method, block, _seed, value in rows:
+        if value is not None and np.isfinite(value):
+            cells.setdefault((block, method), []).append(float(value))
+    methods = sorted({m for _, m in cells}) if methods is None else list(methods)
+    blocks = list(dict.fromkeys(b for b, _ in cells))
+    blocks = [b for b in blocks if all((b, m) in cells for m in methods)]
+    matrix = np.array([[np.mean(cells[b, m]) for m in methods] for b in blocks], dtype=float).reshape(len(blocks),
+                                                                                                       len(methods))
+    return matrix, blocks, methods
+
+
+#: fewest pairs for the Wilcoxon signed-rank test; below it the paired t-test is used (the exact
+#: Wilcoxon p-value cannot fall below 2 / 2^n, 0.0625 at n = 5, so with few pairs it can never reject)
+MIN_WILCOXON_PAIRS = 10
+
+
+def _paired(rows) -> dict:
+    """method -> {(block, seed): value}, finite values only."""
+    out: dict = {}
+    for method, block, seed, value in rows:
+        if value is not None and np.isfinite(value):
+            out.setdefault(method, {})[(block, seed)] = float(value)
+    return out
+
+
+def paired_test(a, b) -> tuple[float, str]:
+    """Two-sided p-value of a paired test of a - b: Wilcoxon signed-rank (scipy.stats.wilcoxon, zero
+    differences dropped) with at least ``MIN_WILCOXON_PAIRS`` pairs, else the paired t-test
+    (scipy.stats.ttest_rel); where the differences are all equal (and non-zero) the t statistic is
+    undefined and the exact sign test (scipy.stats.binomtest) stands in: p = 2^(1 - n), so two equal
+    differences are not evidence. All differences zero: p = 1; fewer than two pairs: NaN. Returns
+    (p, test)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(d) < 2:
+        return math.nan, "none"
+    if not d.any():
+        return 1.0, "none"
+    if len(d) >= MIN_WILCOXON_PAIRS:
+        return float(stats.wilcoxon(d, zero_method="wilcox").pvalue), "wilcoxon"
+    if np.allclose(d, d[0], rtol=1e-9, atol=1e-12):  # equal differences (up to rounding): no variance for t
+        return float(stats.binomtest(int((d > 0).sum()), len(d)).pvalue), "sign"
+    return float(stats.ttest_rel(a, b).pvalue), "t"
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels ``multipletests(method="holm")``), in the given order;
+    NaN entries stay NaN and do not count among the tests."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def compare_with_best(rows, alpha: float = 0.05, higher_is_better: bool = True, confidence: float = 0.95) -> dict:
+    """Each method against the best, paired over the (block, seed) pairs both have.
+
+    The best is the method with the highest mean value (lowest with ``higher_is_better=False``).
+    Per other method: ``diff`` the mean of (method - best) over the shared pairs, oriented so that
+    negative = worse, with its Student-t half-width ``ci`` (NaN under two pairs); ``p`` the two-sided
+    p-value of ``paired_test``; ``p_holm`` Holm-corrected over all the methods compared with the best
+    (``holm``); ``n`` the number of pairs and ``test`` the test used. ``not_worse`` is True unless
+    p_holm < alpha with diff < 0: "not significantly worse than the best", which is also True when
+    there is too little evidence to test (p NaN; read ``n``). The best itself gets diff 0, p NaN,
+    not_worse True. Returns {method: {...}} ordered from the best down by mean value."""
+    sign = 1.0 if higher_is_better else -1.0
+    paired = _paired(rows)
+    means = {m: sign * np.mean(list(v.values())) for m, v in paired.items()}
+    order = sorted(means, key=lambda m: -means[m])
+    best = order[0]
+    out = {best: {"diff": 0.0, "ci": math.nan, "p": math.nan, "p_holm": math.nan, "n": len(paired[best]),
+                  "test": "best", "not_worse": True, "best": best}}
+    for m in order[1:]:
+        shared = sorted(set(paired[m]) & set(paired[best]), key=repr)
+        a = np.array([paired[m][k] for k in shared])
+        b = np.array([paired[best][k] for k in shared])
+        diff, half = mean_ci(sign * (a - b), confidence)
+        p, test = paired_test(a, b)
+        out[m] = {"diff": diff, "ci": half, "p": p, "n": len(shared), "test": test, "best": best}
+    adjusted = holm([out[m]["p"] for m in order[1:]])
+    for m, p in zip(order[1:], adjusted):
+        out[m]["p_holm"] = float(p)
+        out[m]["not_worse"] = not (p < alpha and out[m]["diff"] < 0)
+    return out
+
+
+def compact_letters(order, significant) -> dict:
+    """Compact letter display (Piepho 2004, insert-and-absorb): ``order`` lists the methods best
+    first; ``significant`` holds the pairs (a, b) whose difference is significant. Returns
+    {method: letters} such that two methods share a letter exactly when no significant difference
+    separates them within a group: every pair inside a letter's group is non-significant, and every
+    non-significant pair shares at least one letter. Letters go a, b, ... in the order of each
+    group's best member."""
+    groups = [set(order)]
+    for a, b in significant:
+        split = []
+        for g in groups:
+            split.extend([g - {a}, g - {b}] if a in g and b in g else [g])
+        groups = [g for i, g in enumerate(split)  # absorb: drop groups inside another (and duplicates)
+                  if not any(g < h or (g == h and j < i) for j, h in enumerate(split) if j != i)]
+    rank = {m: i for i, m in enumerate(order)}
+    groups.sort(key=lambda g: sorted(rank[m] for m in g))
+    letters = {m: "" for m in order}
+    for i, g in enumerate(groups):
+        for m in g:
+            letters[m] += chr(ord("a") + i) if i < 26 else f"[{i}]"
+    return letters
+
+
+def significance_letters(rows, alpha: float = 0.05, higher_is_better: bool = True) -> dict:
+    """Group letters for all methods of ``rows``: every pair of methods is compared with
+    ``paired_test`` over the (block, seed) pairs they share, the p-values are Holm-corrected over
+    all pairs (``holm``), and ``compact_letters`` turns the pairs with p_holm < alpha into letters
+    (methods ordered by mean value, best first). Methods that share a letter are not significantly
+    different; "a" marks the best method's group. Returns {method: letters}."""
+    sign = 1.0 if higher_is_better else -1.0
+    paired = _paired(rows)
+    order = sorted(paired, key=lambda m: -sign * np.mean(list(paired[m].values())))
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    pvalues = []
+    for a, b in pairs:
+        shared = sorted(set(paired[a]) & set(paired[b]), key=repr)
+        pvalues.append(paired_test([paired[a][k] for k in shared], [paired[b][k] for k in shared])[0])
+    adjusted = holm(pvalues)
+    return compact_letters(order, [pair for pair, p in zip(pairs, adjusted) if p < alpha])
+
+
+def equal_halves(seeds) -> tuple[list, list]:
+    """Two disjoint halves of equal size from the seeds (sorted; even and odd positions), the
+    highest seed left out when their number is odd, so that both means average as many runs
+    (stability compares them; unequal halves make the smaller one noisier)."""
+    seeds = sorted(seeds)
+    seeds = seeds[: len(seeds) - len(seeds) % 2]
+    return seeds[0::2], seeds[1::2]

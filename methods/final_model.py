@@ -55,15 +55,35 @@ def margin_final(ctx):
 
 
 @register(higher_is_harder=False, needs={"final_model"}, family="final model",
-          citation="Pukowski & Lu 2024 (confidence identifier); Hendrycks & Gimpel 2017, A Baseline for Detecting "
+          citation="Pukowski & Lu 2024, Investigating the Impact of Hard Samples on Accuracy Reveals In-class Data "
+                   "Imbalance (confidence identifier); Hendrycks & Gimpel 2017, A Baseline for Detecting "
                    "Misclassified and Out-of-Distribution Examples in Neural Networks (ICLR)")
-def max_logit(ctx):
-    """Final-model maximum logit (Pukowski & Lu 2024; Hendrycks & Gimpel 2017): max_k z_k on the trained
-    network (eval mode); lower = less confident = harder.
+def msp(ctx):
+    """Final-model maximum softmax probability (Hendrycks & Gimpel 2017; Pukowski & Lu 2024):
+    max_k softmax(z)_k on the trained network (eval mode, ctx.final_logits); lower = less confident =
+    harder.
 
-    Variant: label-free: it never reads y, so a mislabelled sample the network fits confidently is
-    scored easy. Deviation: Hendrycks & Gimpel's baseline is the maximum softmax probability; the
-    maximum logit is the confidence identifier of Pukowski & Lu."""
+    Variant: the confidence identifier of Pukowski & Lu. Their code (compute_confidences.py,
+    ``compute_confidences_and_energies``: ``torch.max(softmax(outputs), dim=1)``; ranking in
+    utils.py, ``identify_hard_samples_with_confidences_or_energies``) trains 20 networks (5
+    instances each of LeNet, an MLP, a small CNN and a tanh MLP) and ranks by the maximum softmax
+    probability averaged over them. Deviation: here one network, the final model of this estimation
+    run; seeds average only in the tables. Label-free: it never reads y, so a mislabelled sample the
+    network fits confidently is scored easy."""
+    return torch.softmax(ctx.final_logits.float(), dim=1).max(dim=1).values
+
+
+@register(higher_is_harder=False, needs={"final_model"}, family="final model",
+          citation="Hendrycks et al. 2022, Scaling Out-of-Distribution Detection for Real-World Settings (ICML), "
+                   "the max-logit score; after Hendrycks & Gimpel 2017's maximum softmax probability baseline")
+def max_logit(ctx):
+    """Final-model maximum logit (Hendrycks et al. 2022, "MaxLogit"): max_k z_k on the trained network (eval
+    mode, ctx.final_logits); lower = less confident = harder.
+
+    Variant: the max-logit out-of-distribution score, which replaces Hendrycks & Gimpel's (2017)
+    maximum softmax probability (registered as ``msp``) by the unnormalised maximum logit; no
+    deviation. Label-free: it never reads y, so a mislabelled sample the network fits confidently
+    is scored easy."""
     return ctx.final_logits.max(dim=1).values
 
 

@@ -13,6 +13,7 @@ from bench.dynamics import margins
 from bench.train import predict_logits
 
 from ._common import chunks, layer_representations
+from .gradients import vog_epochs  # the evenly spaced checkpoints, without the added early epoch
 
 
 def _as_numpy(a) -> np.ndarray:
@@ -140,54 +141,90 @@ def prediction_depth(ctx, k: int = 30):
     return prediction_depths(layers, _as_numpy(ctx.y), final_pred, ctx.num_classes, k, support).astype(float)
 
 
-def normalised_class_radii(h: torch.Tensor, y: torch.Tensor, num_classes: int, chunk: int = 4096) -> torch.Tensor:
-    """R^2_c = mean_{i in c} || h_i - mu_c ||^2 / mean_i || h_i - mu ||^2: each class manifold's
-    squared radius relative to the spread of all samples (scale-free, so the weight norm's
-    growth during training does not move it). Float64 sums over row chunks, in two passes
-    (means, then squared distances), so memory beyond ``h`` stays at one chunk: on full MNIST
-    the whole-array version held five float64 copies of LeNet's first block (+1.9 GB)."""
+def sphere_class_radii(represent, x: torch.Tensor, y: torch.Tensor, num_classes: int, chunk: int = 1024) -> torch.Tensor:
+    """R_c = sqrt(mean_{i in c} || u_i - mean_{j in c} u_j ||^2), u_i = r_i / || r_i || the representation
+    ``represent(x_i)`` projected onto the unit sphere: the class manifold's RMS radius (Ciceri et al.'s
+    code, as adapted in Pukowski & Lu's ``MyNN.radii``). Since || u_i || = 1, the mean squared distance
+    is 1 - || mu_c ||^2 (a zero representation counts as u = 0: mean || u ||^2 - || mu_c ||^2 in
+    general). Float64 sums over row chunks, so memory beyond the chunk's representation is O(C D)
+    (measured, LeNet's first block: +80 MB peak at 1024 rows a chunk, +321 MB at 4096, whatever N)."""
     count = torch.bincount(y, minlength=num_classes).double().clamp_min(1)
-    sums = torch.zeros((num_classes, h.shape[1]), dtype=torch.float64, device=h.device)
-    for a, b in chunks(len(y), chunk):
-        sums.index_add_(0, y[a:b], h[a:b].double())
-    mu_c, mu = sums / count[:, None], sums.sum(0) / len(y)
-    within = torch.zeros(num_classes, dtype=torch.float64, device=h.device)
-    total = torch.zeros((), dtype=torch.float64, device=h.device)
-    for a, b in chunks(len(y), chunk):
-        block = h[a:b].double()
-        within.index_add_(0, y[a:b], ((block - mu_c[y[a:b]]) ** 2).sum(1))
-        total += ((block - mu) ** 2).sum()
-    return within / count / (total / len(y)).clamp_min(1e-12)
+    sums, square_norms = None, torch.zeros(num_classes, dtype=torch.float64, device=y.device)
+    with torch.no_grad():
+        for a, b in chunks(len(y), chunk):
+            u = torch.nn.functional.normalize(represent(x[a:b]).flatten(1).double(), dim=1)
+            if sums is None:
+                sums = torch.zeros((num_classes, u.shape[1]), dtype=torch.float64, device=u.device)
+            sums.index_add_(0, y[a:b], u)
+            square_norms.index_add_(0, y[a:b], u.pow(2).sum(1))
+    mu = sums / count[:, None]
+    return (square_norms / count - mu.pow(2).sum(1)).clamp_min(0).sqrt()
 
 
-def straggler_scores(radii: torch.Tensor, checkpoint_margins: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """From (K, C) class radii and (K, N) margins at K checkpoints: the inversion point of
-    class c is t*_c = argmin_t R^2_c(t); sample i is a straggler if misclassified (margin < 0)
-    at t*_{y_i}. Score = [straggler] + sigmoid(-margin at t*_{y_i}): binary first, the margin
-    breaks ties."""
-    inversion = radii.argmin(dim=0)  # (C,)
-    margin = checkpoint_margins[inversion[y], torch.arange(len(y), device=y.device)]
-    return (margin < 0).double() + torch.sigmoid(-margin.double())
+def inversion_checks(radii: torch.Tensor, shared: bool = False, start: int = 1) -> torch.Tensor:
+    """From (K, C) class radii at K checks: each class's inversion check, the first k >= ``start`` (at
+    least 1) with R_c(k) > R_c(k - 1) (the radius grows again after shrinking), or the last check
+    K - 1 where it never grows. ``shared``: every class at the latest of them (what the authors' code
+    does in effect, see ``stragglers``)."""
+    start = max(1, start)
+    last = torch.full(radii.shape[1:], len(radii) - 1, dtype=torch.long, device=radii.device)
+    grows = radii[start:] > radii[start - 1:-1]  # (K - start, C)
+    first = torch.where(grows.any(dim=0), grows.int().argmax(dim=0) + start, last) if len(grows) else last
+    return first.max().expand_as(first) if shared else first
+
+
+def straggler_scores(radii: torch.Tensor, checkpoint_margins: torch.Tensor, y: torch.Tensor,
+                     shared: bool = False, start: int = 1) -> torch.Tensor:
+    """From (K, C) class radii and (K, N) margins z_y - max_{k != y} z_k at K checks: minus the margin at
+    the inversion check of the sample's class (``inversion_checks``). Positive exactly for the
+    stragglers (misclassified there), so the stragglers are the top set; the rest rank by margin."""
+    inversion = inversion_checks(radii, shared, start)
+    return -checkpoint_margins[inversion[y], torch.arange(len(y), device=y.device)].double()
+
+
+#: share of training before which no inversion point is accepted: the authors' 20 of 500 epochs
+BURN_IN = 20 / 500
 
 
 @register(higher_is_harder=True, needs={"checkpoints"}, family="representation",
-          citation="Pukowski & Lu 2024 (in-class data imbalance); "
-                   "Ciceri et al. 2024, Inversion dynamics of class manifolds (Nat. Mach. Intell.)")
-def stragglers(ctx):
-    """Stragglers (Ciceri et al. 2024; Pukowski & Lu 2024): at each kept checkpoint t, the normalised squared
-    radius R^2_c(t) of every class manifold in the first block's output; the class's inversion point
-    is its minimum t*_c (segregation ends, entanglement starts); samples misclassified at t*_c are
-    stragglers. Score = [margin_{t*} < 0] + sigmoid(-margin_{t*}), margin = z_y - max_{k != y} z_k of
-    the checkpoint at t*_{y}; higher = harder.
+          citation="Ciceri et al. 2024, Inversion dynamics of class manifolds in deep learning reveals tradeoffs "
+                   "underlying generalization (Nat. Mach. Intell.); Pukowski & Lu 2024 (in-class data imbalance)")
+def stragglers(ctx, shared_inversion: bool = False):
+    """Stragglers (Ciceri et al. 2024; Pukowski & Lu 2024): the first block's output r(x) of each check t is
+    projected onto the unit sphere, u = r / ||r||, and every class manifold's RMS radius
+    R_c(t) = sqrt(mean_{i in c} || u_i - mu_c ||^2) is computed; the class's inversion point t*_c is
+    the first check at which R_c grows (R_c(t) > R_c(t_prev)); the samples of class c misclassified by
+    the model at t*_c are its stragglers. Score = -(z_y - max_{k != y} z_k) at t*_{y}: positive exactly
+    for the stragglers (they are the top set, all of them, however many), the rest ranked by how
+    narrowly they were classified there; higher = harder.
 
-    Variant: the papers' binary straggler label, with the margin breaking ties so that it ranks.
-    Deviation: the inversion point is searched over the kept checkpoints (evenly spaced plus the
-    early epoch), not every epoch."""
+    Variant: the binary straggler label of both papers, made a ranking. Reference: Pukowski & Lu's
+    code (utils.py ``train_stop_at_inversion`` and ``find_stragglers``;
+    neural_networks.py ``MyNN.radii``, "a modified version from github.com/marco-gherardi/stragglers",
+    Ciceri et al.'s code): the radius on the unit sphere as above, checked every 5 epochs, an
+    inversion accepted only after epoch 20 of 500 and compared with the previous check.
+
+    Here as there, no inversion is accepted at a check within the first BURN_IN = 20/500 of training
+    (the authors' unstable start, scaled to the recipe's epochs); the check before may serve as the
+    comparison.
+
+    Deviations: (1) the checks are the recipe's evenly spaced checkpoints (``recipe.checkpoints`` of
+    them, the last epoch included; the added early checkpoint is left out) instead of every 5 epochs,
+    so an inversion is placed at the first check after it, and the first possible inversion is the
+    second check (``--checkpoints 100`` on the in-class imbalance recipe checks every 5 epochs). (2) A
+    class whose radius never grows between checks gets the last check (the final model); the
+    authors retrain until every class inverts. (3) A continuous score instead of the binary label,
+    so that it ranks; the margin mixes checkpoints across classes. (4) The authors' code keeps a
+    reference to the training model, not a copy, at each class's inversion, so in effect every class
+    is judged by the model at the last class's inversion point; we follow the per-class definition
+    of the paper (``shared_inversion=True`` reproduces the code's behaviour). (5) Representations of
+    the first block (Linear + activation for MLPs, as the authors' first tanh layer; the first conv
+    block for CNNs)."""
+    epochs = vog_epochs(ctx.recipe)
+    burn_in = sum(e <= BURN_IN * ctx.recipe.epochs for e in epochs)  # checks an inversion may not be at
     radii, margin_rows = [], []
-    for epoch in sorted(ctx.checkpoints):
+    for epoch in epochs:
         model = ctx.model_at(epoch)
-        with torch.no_grad():
-            first = torch.cat([model.blocks[0](ctx.x[a:b]).flatten(1) for a, b in chunks(len(ctx.x), 4096)])
-        radii.append(normalised_class_radii(first, ctx.y, ctx.num_classes))
+        radii.append(sphere_class_radii(model.blocks[0], ctx.x, ctx.y, ctx.num_classes))
         margin_rows.append(margins(predict_logits(model, ctx.x), ctx.y))
-    return straggler_scores(torch.stack(radii), torch.stack(margin_rows), ctx.y)
+    return straggler_scores(torch.stack(radii), torch.stack(margin_rows), ctx.y, shared_inversion, burn_in)

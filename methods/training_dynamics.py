@@ -145,18 +145,23 @@ def iteration_learned_label(ctx):
     return learned_epochs(ctx.dynamics.correct).astype(float)
 
 
-@register(higher_is_harder=True, family="ambiguity",
+@register(higher_is_harder=True, needs={"eval_dynamics"}, family="ambiguity",
           citation="Seedat et al. 2022, Data-IQ: Characterizing subgroups with heterogeneous outcomes in tabular data "
                    "(NeurIPS)")
 def dataiq_aleatoric(ctx):
-    """Data-IQ aleatoric uncertainty (Seedat et al. 2022): (1/E) sum_e p_y,e (1 - p_y,e), the expected variance of
-    the label's Bernoulli outcome over the training checkpoints (here: epochs); higher = more ambiguous.
+    """Data-IQ aleatoric uncertainty (Seedat et al. 2022): (1/E) sum_e p_y,e (1 - p_y,e), p_y,e the probability of
+    the (observed) label from a clean pass over the whole training set after epoch e (eval mode, no
+    augmentation, the epoch's final weights: ctx.eval_dynamics); higher = more ambiguous.
 
     It measures ambiguity, not hardness: Data-IQ's hard subgroup is low confidence with LOW aleatoric
     uncertainty (where mislabelled samples gather); high aleatoric uncertainty marks the ambiguous
     subgroup. Registered with family "ambiguity" and higher = more ambiguous.
 
-    Variant: the paper's, with the per-epoch models of one training run as its checkpoints; no
-    deviation."""
-    p = ctx.dynamics.p_y
+    Variant: the paper's, with the per-epoch models of one training run as its checkpoints. As in the
+    authors' code (github.com/vanderschaarlab/Data-IQ, ``DataIQ_Torch``: ``on_epoch_end`` puts the
+    network in eval mode and records p_y for every training sample under no_grad; ``aleatoric`` is
+    mean(p (1 - p)) over the epochs), the probabilities come from that clean pass, not from the training
+    forward pass (augmentation, batch statistics, weights that change within the epoch), which the
+    ``dynamics`` methods read. No deviation."""
+    p = ctx.eval_dynamics.p_y
     return (p * (1.0 - p)).mean(axis=1)

@@ -20,6 +20,13 @@ def _score(name, **dyn):
     return np.asarray(get_method(name).fn(ctx), dtype=float)
 
 
+def _eval_score(name, train_p_y, eval_p_y):
+    """Scores when the training forward pass and the clean per-epoch pass differ."""
+    ctx = make_context(np.zeros((3, 2)), [0, 1, 0], 2, dynamics=dynamics_from(p_y=train_p_y),
+                       eval_dynamics=dynamics_from(p_y=eval_p_y), needs=get_method(name).needs)
+    return np.asarray(get_method(name).fn(ctx), dtype=float)
+
+
 def test_variability_is_the_population_std_of_p_y():
     expected = [np.sqrt(np.mean((row - row.mean()) ** 2)) for row in P_Y]
     np.testing.assert_allclose(_score("variability", p_y=P_Y), expected, rtol=1e-6)
@@ -38,9 +45,12 @@ def test_correctness_is_the_fraction_of_correct_epochs():
     assert not get_method("correctness").higher_is_harder
 
 
-def test_dataiq_aleatoric_is_mean_p_times_one_minus_p():
-    # row 0: (0.09 + 0.25 + 0.09 + 0.09) / 4 = 0.13; row 1: 0.16; row 2: 0.09
-    np.testing.assert_allclose(_score("dataiq_aleatoric", p_y=P_Y), [0.13, 0.16, 0.09], rtol=1e-6)
+def test_dataiq_aleatoric_is_mean_p_times_one_minus_p_of_the_clean_pass():
+    # row 0: (0.09 + 0.25 + 0.09 + 0.09) / 4 = 0.13; row 1: 0.16; row 2: 0.09; the training pass
+    # (here constant 0.5, which would give 0.25 everywhere) is not read
+    np.testing.assert_allclose(_eval_score("dataiq_aleatoric", np.full_like(P_Y, 0.5), P_Y), [0.13, 0.16, 0.09],
+                               rtol=1e-6)
+    assert get_method("dataiq_aleatoric").needs == {"eval_dynamics"}
 
 
 @pytest.mark.parametrize("trajectory, expected", [

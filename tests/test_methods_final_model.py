@@ -68,3 +68,11 @@ def test_max_logit_and_energy_by_hand():
     np.testing.assert_allclose(_run("max_logit"), z.max(axis=1), rtol=1e-6)
     np.testing.assert_allclose(_run("energy"), -np.log(np.exp(z).sum(axis=1)), rtol=1e-6)
     assert get_method("energy").higher_is_harder and not get_method("max_logit").higher_is_harder
+
+
+def test_msp_is_the_largest_softmax_probability():
+    z = X @ W_FINAL.T + B_FINAL
+    np.testing.assert_allclose(_run("msp"), _softmax(z).max(axis=1), rtol=1e-6)
+    # sample 0: z = [2.5, 0, 0.5] -> e^2.5 / (e^2.5 + 1 + e^0.5)
+    assert _run("msp")[0] == pytest.approx(np.exp(2.5) / (np.exp(2.5) + 1 + np.exp(0.5)), rel=1e-6)
+    assert not get_method("msp").higher_is_harder and get_method("msp").needs == {"final_model"}

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from bench.models import build_model
 from bench.recipes import Recipe
 from bench.registry import get_method
-from methods.gradients import (hutchinson_curvature, input_hvp, last_layer_grad_sq_norms, linear_grad_norms,
-                               normalise_within_class, per_sample_grad_norms, vog_epochs, vog_from_gradients,
+from methods.gradients import (finite_difference_curvature, hutchinson_curvature, input_hvp, last_layer_grad_sq_norms,
+                               linear_grad_norms, normalise_within_class, per_sample_grad_norms, vog_epochs, vog_from_gradients,
                                vog_per_sample, vog_raw)
 from methods_support import linear_state, loop_grad_norms, make_context
 
@@ -183,15 +183,66 @@ def test_hutchinson_estimates_trace_of_h_squared():
     np.testing.assert_allclose(estimate, exact, rtol=0.1)
 
 
-def test_curvature_method_is_exact_in_one_dimension_and_averages_checkpoints():
-    # with one input dimension v = +-1, so ||H v||^2 = H^2 = Tr(H^2) exactly, for any number of vectors
+def _one_dimensional_curvature_context(y):
     weights = {1: np.array([[1.0], [-2.0]]), 2: np.array([[3.0], [0.5]])}
-    x, y = torch.tensor([[0.3], [-1.0], [2.0]]), torch.tensor([0, 1, 1])
+    x = torch.tensor([[0.3], [-1.0], [2.0]])
     ctx = make_context(x, y, 2, checkpoints={e: linear_state(w, np.zeros(2)) for e, w in weights.items()},
                        recipe=Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=2))
-    expected = np.mean([_exact_input_hessians(w, np.zeros(2), x)[:, 0, 0].numpy() ** 2 for w in weights.values()],
-                       axis=0)
-    np.testing.assert_allclose(get_method("curvature").fn(ctx), expected, rtol=1e-4)
+    hessians = [_exact_input_hessians(w, np.zeros(2), x)[:, 0, 0].numpy() for w in weights.values()]
+    return ctx, hessians
+
+
+def test_curvature_hvp_is_exact_in_one_dimension_and_averages_checkpoints():
+    # with one input dimension v = +-1, so ||H v||^2 = H^2 = Tr(H^2) exactly, for any number of vectors
+    ctx, hessians = _one_dimensional_curvature_context(torch.tensor([0, 1, 1]))
+    expected = np.mean([h ** 2 for h in hessians], axis=0)
+    np.testing.assert_allclose(get_method("curvature_hvp").fn(ctx), expected, rtol=1e-4)
+
+
+def test_curvature_finite_differences_match_the_hessian_on_a_smooth_model():
+    # one input dimension: || g(x + h v) - g(x) || / h = |H| + O(h) for v = +-1; averaged over checkpoints
+    ctx, hessians = _one_dimensional_curvature_context(torch.tensor([0, 1, 1]))
+    expected = np.mean([np.abs(h) for h in hessians], axis=0)
+    np.testing.assert_allclose(get_method("curvature").fn(ctx), expected, rtol=1e-2)
+
+
+def test_finite_difference_curvature_is_the_mean_norm_over_probes_in_chunks():
+    torch.manual_seed(0)
+    model = build_model("mlp", (6,), 3, hidden=[5]).eval()
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    h, n = 1e-2, 4
+    ours = finite_difference_curvature(model, x, y, n, h, torch.Generator().manual_seed(3), rows=(n + 1) * 2)
+
+    def loss_grad(points):  # plain autograd, one probe at a time: the reference for the batched pass
+        points = points.clone().requires_grad_(True)
+        F.cross_entropy(model(points), y, reduction="sum").backward()
+        return points.grad
+
+    # the chunks of 2 samples draw their probes in turn: rebuild them chunk by chunk
+    v = torch.cat([(torch.randint(0, 2, (n, b - a, 6), generator=g) * 2 - 1).float()
+                   for g in [torch.Generator().manual_seed(3)] for a, b in [(0, 2), (2, 4), (4, 6), (6, 7)]], dim=1)
+    expected = torch.stack([(loss_grad(x + h * v[j]) - loss_grad(x)).norm(dim=1) for j in range(n)]).mean(0) / h
+    np.testing.assert_allclose(ours, expected, rtol=1e-4)
+
+
+def _kink_context(x0, y):
+    """r = relu(x), z = (r + 2, -r): a ReLU kink at x = 0."""
+    state = {"blocks.0.1.weight": torch.tensor([[1.0]]), "blocks.0.1.bias": torch.zeros(1),
+             "head.weight": torch.tensor([[1.0], [-1.0]]), "head.bias": torch.tensor([2.0, 0.0])}
+    return make_context([[x0]], [y], 2, checkpoints={1: state},
+                        recipe=Recipe(model="mlp", model_kwargs={"hidden": [1]}, epochs=1))
+
+
+def test_finite_differences_read_the_label_through_a_kink_where_the_hessian_does_not():
+    # 4e-4 from the kink, a probe of -h crosses it: the gradient there drops to 0, and the jump is
+    # the gradient at x, -2 p_1 (y = 0) or 2 p_0 (y = 1): 0.24 or 1.76. Far from it, the difference
+    # J^T (p' - p) does not depend on y. The exact Hessian never does (a linear piece).
+    def score(name, x0, y):
+        return float(np.asarray(get_method(name).fn(_kink_context(x0, y)))[0])
+
+    assert score("curvature", 4e-4, 1) > 3 * score("curvature", 4e-4, 0)
+    assert score("curvature", 0.5, 1) == pytest.approx(score("curvature", 0.5, 0), rel=1e-2)
+    assert score("curvature_hvp", 4e-4, 1) == pytest.approx(score("curvature_hvp", 4e-4, 0), rel=1e-4)
 
 
 def test_tracin_self_closed_form():

@@ -13,7 +13,7 @@ from methods_support import run_cli_in_process, single_thread
 ISSUE_METHODS = {"loss", "confidence", "variability", "correctness", "aum", "forgetting", "iteration_learned",
                  "dataiq_aleatoric", "el2n", "margin_final", "max_logit", "energy", "grand", "vog", "curvature",
                  "tracin_self", "prototypicality", "knn_disagreement", "prediction_depth", "stragglers", "cleanlab",
-                 "holdout", "random", "el2n_final", "grand_final", "iteration_learned_label"}
+                 "holdout", "random", "el2n_final", "grand_final", "iteration_learned_label", "msp", "curvature_hvp"}
 
 
 def test_the_issue_methods_are_all_registered():

@@ -4,9 +4,9 @@ import torch
 
 from bench.recipes import Recipe
 from bench.registry import get_method
-from methods.representation import (depth_from_agreement, knn_disagreement_scores, knn_probe_predictions,
-                                    neighbours_excluding_self, normalised_class_radii, prediction_depths,
-                                    straggler_scores)
+from methods.representation import (depth_from_agreement, inversion_checks, knn_disagreement_scores,
+                                    knn_probe_predictions, neighbours_excluding_self, prediction_depths,
+                                    sphere_class_radii, straggler_scores)
 from methods_support import linear_state, make_context
 
 
@@ -113,41 +113,66 @@ def test_prediction_depth_compares_with_the_prediction_not_the_label():
     np.testing.assert_array_equal(depth, [0] * 20 + [1])
 
 
-def test_normalised_class_radii_by_hand():
-    h = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [10.0, 4.0]])
+def test_sphere_class_radii_by_hand():
+    # class 0: u = (1, 0) and (0, 1), mean (.5, .5), squared distances .5 -> R = sqrt(.5);
+    # class 1: two points on one ray project to the same u -> R = 0, whatever their norms
+    h = torch.tensor([[3.0, 0.0], [0.0, 0.5], [2.0, 2.0], [10.0, 10.0]])
     y = torch.tensor([0, 0, 1, 1])
-    # class 0 radius^2 = 1, class 1 = 4; total spread: mean ||h - (5.5, 1)||^2
-    total = np.mean(((h.numpy() - h.numpy().mean(0)) ** 2).sum(1))
-    np.testing.assert_allclose(normalised_class_radii(h, y, 2), [1 / total, 4 / total], rtol=1e-6)
+    radii = sphere_class_radii(lambda t: t, h, y, 2, chunk=3)  # chunks across the classes
+    np.testing.assert_allclose(radii, [np.sqrt(0.5), 0.0], atol=1e-7)
+    np.testing.assert_allclose(sphere_class_radii(lambda t: 7 * t, h, y, 2), radii, atol=1e-7)  # scale-free
 
 
-def test_stragglers_are_misclassified_at_their_class_inversion_point():
-    # 3 checkpoints, 2 classes: class 0's radius is smallest at t = 1, class 1's at t = 2
-    radii = torch.tensor([[0.9, 0.8], [0.2, 0.5], [0.4, 0.1]])
+def test_inversion_is_the_first_check_where_the_radius_grows():
+    radii = torch.tensor([[3.0, 1.0, 5.0],
+                          [2.0, 2.0, 4.0],
+                          [1.0, 0.5, 3.0],
+                          [2.0, 3.0, 2.0]])  # class 0 grows at check 3, class 1 at 1, class 2 never
+    assert inversion_checks(radii).tolist() == [3, 1, 3]
+    assert inversion_checks(radii, shared=True).tolist() == [3, 3, 3]
+    assert inversion_checks(radii[:1]).tolist() == [0, 0, 0]  # one check: nothing to compare
+    # no inversion before check 2 (the burn-in): class 1's growth at check 1 does not count, its
+    # growth from check 2 to 3 does
+    assert inversion_checks(radii, start=2).tolist() == [3, 3, 3]
+    assert inversion_checks(radii, start=4).tolist() == [3, 3, 3]  # nothing left to check: the last
+
+
+def test_straggler_scores_put_every_straggler_on_top():
+    # 3 checks, 2 classes: class 0 inverts at check 2, class 1 at check 1
+    radii = torch.tensor([[0.9, 0.5], [0.2, 0.8], [0.4, 0.1]])
     margins = torch.tensor([[-1.0, -1.0, -1.0, -1.0],
-                            [-0.5, 2.0, -3.0, 1.0],
-                            [1.0, 1.0, 0.5, -0.2]])
+                            [-0.5, 2.0, 3.0, -0.2],
+                            [0.7, -0.1, 0.5, -9.0]])
     y = torch.tensor([0, 0, 1, 1])
     scores = straggler_scores(radii, margins, y).numpy()
-    # sample 0: class 0, t*=1, margin -0.5 -> straggler; sample 1: margin 2 -> not;
-    # sample 2: class 1, t*=2, margin 0.5 -> not; sample 3: margin -0.2 -> straggler
-    np.testing.assert_array_equal(scores > 1, [True, False, False, True])
-    # ties inside the stragglers broken by margin: -0.5 is harder than -0.2
-    assert scores[0] > scores[3] and scores[2] > scores[1]
+    # sample 0 and 1 read check 2 (0.7, -0.1), samples 2 and 3 check 1 (3.0, -0.2)
+    np.testing.assert_allclose(scores, [-0.7, 0.1, -3.0, 0.2])
+    assert set(np.flatnonzero(scores > 0)) == {1, 3}  # the stragglers, all of them, are the top set
+
+
+def _straggler_context():
+    """Two classes in the positive quadrant, hidden h = relu(diag(1, s_t) x), head z = h + b_t.
+    Class 0 at (1, .2), (1, .4); class 1 at (.2, 1), (.4, 1). On the unit sphere class 0 spreads as s
+    grows and class 1 as s shrinks: with s = 1, .5, 2 at epochs 1, 2, 3, class 1's radius grows at
+    epoch 2 and class 0's at epoch 3, their inversion points."""
+    x = torch.tensor([[1.0, 0.2], [1.0, 0.4], [0.2, 1.0], [0.4, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    plan = {1: (1.0, [5.0, 0.0]),  # everything predicted 0: class 1 all wrong, but not its inversion
+            2: (0.5, [0.2, 0.0]),  # sample 3: z = (.6, .5), wrong by .1; sample 2: z = (.4, .5), right
+            3: (2.0, [0.0, 0.7])}  # sample 0: z = (1, 1.1), sample 1: z = (1, 1.5), both wrong
+    states = {e: {"blocks.0.1.weight": torch.diag(torch.tensor([1.0, s])), "blocks.0.1.bias": torch.zeros(2),
+                  "head.weight": torch.eye(2), "head.bias": torch.tensor(b)} for e, (s, b) in plan.items()}
+    return make_context(x, y, 2, checkpoints=states,
+                        recipe=Recipe(model="mlp", model_kwargs={"hidden": [2]}, epochs=3, checkpoints=3))
 
 
 def test_stragglers_method_on_constructed_checkpoints():
-    # Inputs on two axes; the only block is Flatten, so the "first layer" is the input itself and
-    # the radii are the same at every checkpoint: the first checkpoint (argmin ties) is the inversion.
-    x = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 2.0]])
-    y = torch.tensor([0, 0, 1, 1])
-    early = {"head.weight": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "head.bias": torch.tensor([0.0, 1.5])}
-    final = {"head.weight": torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "head.bias": torch.zeros(2)}
-    ctx = make_context(x, y, 2, checkpoints={1: early, 2: final},
-                       recipe=Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=2))
-    scores = np.asarray(get_method("stragglers").fn(ctx))
-    # early logits: sample 0 -> [1, 1.5] wrong; sample 1 -> [2, 1.5] right; class 1 always right
-    np.testing.assert_array_equal(scores > 1, [True, False, False, False])
+    scores = np.asarray(get_method("stragglers").fn(_straggler_context()))
+    # minus the margin at the class's inversion: class 0 at epoch 3, class 1 at epoch 2
+    np.testing.assert_allclose(scores, [0.1, 0.5, -0.1, 0.1], atol=1e-6)
+    # as the authors' code does in effect: every class at the last inversion (epoch 3)
+    shared = np.asarray(get_method("stragglers").fn(_straggler_context(), shared_inversion=True))
+    np.testing.assert_allclose(shared, [0.1, 0.5, -2.5, -2.3], atol=1e-6)
 
 
 def test_chunked_neighbours_equal_scikit_learns_and_respect_the_support(monkeypatch):
