@@ -16,7 +16,7 @@ under its pool's key, which names the pool and hashes the code that made it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,7 @@ class Estimator:
     pool_size: int | None = None
     sources: PlantingSources | None = None  # what some planters need (far-ood images, a confusion matrix)
     scope: Path | None = None  # this configuration's folder in the store (``Engine.scope``)
+    _clean: dict = field(default_factory=dict, repr=False)  # the clean pool's K-fold models, once read
 
     def __post_init__(self):
         if self.sources is None:
@@ -77,6 +78,8 @@ class Estimator:
         if self.sources.confusion is None and self.dataset.x_train.ndim > 2:
             # label-pair on images follows a clean model's confusions; vectors use a fixed permutation
             self.sources = replace(self.sources, confusion=self.clean_confusion)
+        if self.sources.clean_predict is None:  # label-instance, near-ood's calibration, the planting checks
+            self.sources = replace(self.sources, clean_predict=self.clean_predict)
 
     # ---- pools ------------------------------------------------------------------
     def pool(self, kind: str = "train", planting: tuple[str, float] | None = None, seed: int = 0) -> Pool:
@@ -120,6 +123,22 @@ class Estimator:
         probs = self._read(pool, 0, "folds", "folds.npz", st.read_npz)["probs"][0]
         c = pool.num_classes
         return np.bincount(pool.y.cpu().numpy() * c + probs.argmax(1), minlength=c * c).reshape(c, c)
+
+    def clean_predict(self, x: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), C) probabilities for inputs ``x`` of the clean train pool's rows ``rows``
+        from the K-fold model (seed 0, first partition) that held each row out: a clean model
+        that never trained on them. The cached ``folds`` part of that pool serves here too."""
+        from .train import fold_model_predict
+
+        pool = self.pool("train")
+        if "fold_models" not in self._clean:
+            self.ensure(pool, 0, {"folds"})
+            self._clean["fold_models"] = self._read(pool, 0, "folds", "fold_models.pt", self._load_torch)
+            self._clean["fold"] = self._read(pool, 0, "folds", "folds.npz", st.read_npz)["fold"]
+        fold_recipe = replace(self.recipe, checkpoints=1, epochs=self.recipe.fold_epochs or self.recipe.epochs)
+        probs = fold_model_predict(self._clean["fold_models"]["states"], self._clean["fold"], fold_recipe,
+                                   self.dataset.input_shape, self.dataset.num_classes, x.to(self.device), rows)
+        return probs.cpu().numpy()
 
     # ---- the cache ----------------------------------------------------------------
     def folder(self, pool: Pool, seed: int, part: str) -> Path:

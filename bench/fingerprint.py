@@ -82,7 +82,8 @@ def _referenced_sources(fn, own_module: str, seen: set) -> list[str]:
 
 def method_fingerprint(method) -> str:
     """Hash of a registered method's registration and the code it runs."""
-    registration = repr((method.name, method.higher_is_harder, sorted(method.needs), method.family))
+    registration = repr((method.name, method.higher_is_harder, sorted(method.needs), method.family,
+                         method.label_blind))
     return digest(registration, *_referenced_sources(method.fn, method.fn.__module__, set()))
 
 

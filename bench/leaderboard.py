@@ -155,7 +155,7 @@ def track_body(track, records: list[dict]):
                  "sample is (higher = more ambiguous); in their papers the hard region is low confidence with low "
                  "ambiguity. They are scored with the same metrics for reference and are not ranked.\n\n"
                  + extra.markdown)
-    return body, (report.ranks if hardness else {}), plots
+    return body, (report.ranks if hardness else {}), plots, (report.verdicts if hardness else {})
 
 
 def board_name(board: dict) -> str:
@@ -206,7 +206,7 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
         records, stale = current([r for r in loaded if r is not None], track.NAME)
         if not records:
             continue
-        body, ranks, plots = track_body(track, records)
+        body, ranks, plots, verdicts = track_body(track, records)
         plots = {_plot_name(path.stem, track.NAME, name): figure for name, figure in plots.items()}
         for file_name in plots:
             body += f"\n\n![{file_name}]({file_name})"
@@ -225,14 +225,11 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
             _save_figure(figure, path.parent / file_name)
         written.append(path)
         write_json(path.with_suffix(".ranks.json"), {"board": f"{board['label']}/{path.stem}",
-                                                     "track": board["track"], "ranks": ranks})
-    overview = {}
-    for ranks_file in sorted(out_dir.glob("*/*.ranks.json")):
-        column = f"{ranks_file.parent.name}/{ranks_file.name.removesuffix('.ranks.json')}"
-        for method, rank in read_json(ranks_file)["ranks"].items():
-            overview.setdefault(method, {})[column] = rank
-    if overview:
-        written.append(_write_overview(out_dir, overview))
+                                                     "track": board["track"], "ranks": ranks, "verdicts": verdicts,
+                                                     "seeds": len({r["seed"] for r in records})})
+    entries = [read_json(p) for p in sorted(out_dir.glob("*/*.ranks.json"))]
+    if entries:
+        written.append(_write_overview(out_dir, entries))
     readme_path = out_dir.parent / "README.md"
     if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
         fill_readme(readme_path, out_dir)
@@ -252,26 +249,61 @@ def estimation_quality(scope: Path) -> dict[tuple, dict]:
     return quality
 
 
-def _write_overview(out_dir: Path, overview: dict[str, dict[str, float]]) -> Path:
-    columns = sorted({c for ranks in overview.values() for c in ranks})
-    # only tables that rank every method enter the mean: a rank among 2 methods is not a rank among 23
-    complete = [c for c in columns if all(c in ranks for ranks in overview.values())] or columns
-    mean_rank = {m: float(np.mean([r[c] for c in complete if c in r])) for m, r in overview.items()}
-    rows = [[m, f"{mean_rank[m]:.2f}", *(f"{overview[m][c]:.1f}" if c in overview[m] else "–" for c in columns)]
-            for m in sorted(overview, key=mean_rank.get)]
-    links = [f"[{c}]({c}.md)" + ("" if c in complete else " *") for c in columns]
+def _trust_rows(by_question: dict[str, list[dict]]) -> list[list]:
+    """Per question: the methods not significantly worse than the best on every board that
+    answers it, the cheapest of them (mean standalone cost), and the evidence."""
+    rows = []
+    for question, entries in by_question.items():
+        sets = [{m for m, v in e["verdict"]["methods"].items() if v["not_worse"]} for e in entries]
+        trusted = sorted(set.intersection(*sets), key=lambda m: np.mean([e["verdict"]["methods"][m]["rank"]
+                                                                         for e in entries]))
+        costs = {m: np.nanmean([e["verdict"]["methods"][m].get("standalone_s") or np.nan for e in entries])
+                 for m in trusted}
+        priced = [m for m in trusted if np.isfinite(costs[m])]
+        cheapest = min(priced, key=costs.get) if priced else "–"
+        evidence = "; ".join(f"[{e['board']}]({e['board']}.md): {e['verdict']['evidence']}" for e in entries)
+        rows.append([question, ", ".join(trusted) or "none on every board", cheapest
+                     + (f" ({costs[cheapest]:.1f} s)" if cheapest in costs else ""), evidence])
+    return rows
+
+
+def _write_overview(out_dir: Path, entries: list[dict]) -> Path:
+    """``leaderboards/README.md``: which identifier to trust for which question, then one table per
+    question (never one mean rank across questions: their metrics are not comparable)."""
+    by_question: dict[str, list[dict]] = {}
+    for entry in entries:
+        for question, summary in (entry.get("verdicts") or {}).items():
+            by_question.setdefault(question, []).append({**entry, "verdict": summary})
     now = provenance()
-    text = (
+    parts = [
         "# hardbench leaderboard\n\nGenerated by hardbench; do not edit by hand.\n\n"
-        f"- table made by: `{now['command']}` at commit {now['commit']}, {now['date']}\n"
-        f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}\n\n"
-        "Each column is a method's rank on one (dataset, track) table (1 = best; ties share ranks). "
-        "The mean rank is taken over the tables that rank every method; tables marked * ran only "
-        "some methods and are shown but not averaged. Every linked table names its recipe, seeds and device.\n\n"
-        + tabulate(rows, headers=["method", "mean rank", *links], tablefmt="github") + "\n")
+        f"- table made by: `{now['command']}` at commit {now['commit']}\n"
+        f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}\n",
+        "## Which identifier to trust\n\nPer question, the methods that no board answering it finds significantly "
+        "worse than its best (paired over settings and seeds, Holm-corrected; docs/protocol.md), and the cheapest "
+        "of them by the cost of running it alone. Few seeds or settings make *not worse* easy to reach: read the "
+        "evidence.\n\n" + tabulate(_trust_rows(by_question),
+                                     headers=["question", "not worse than the best", "cheapest of them", "evidence"],
+                                     tablefmt="github")]
+    for question, items in by_question.items():
+        methods = sorted({m for e in items for m in e["verdict"]["methods"]},
+                         key=lambda m: np.mean([e["verdict"]["methods"][m]["rank"] for e in items
+                                                if m in e["verdict"]["methods"]]))
+        rows = [[m, *(_overview_cell(e["verdict"]["methods"].get(m)) for e in items)] for m in methods]
+        metric = items[0]["verdict"]["metric"]
+        parts.append(f"## {question}\n\nRank on each board by {metric} (value in brackets; * = not significantly "
+                     "worse than the board's best).\n\n"
+                     + tabulate(rows, headers=["method", *(f"[{e['board']}]({e['board']}.md)" for e in items)],
+                                tablefmt="github"))
     path = out_dir / "README.md"
-    _write_text(path, text)
+    _write_text(path, "\n\n".join(parts) + "\n")
     return path
+
+
+def _overview_cell(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    return f"{entry['rank']:g} ({entry['value']:.3g}){' *' if entry['not_worse'] else ''}"
 
 
 def methods_table(names=None, tablefmt: str = "github") -> str:

@@ -30,6 +30,7 @@ class Method:
     needs: frozenset = field(default_factory=frozenset)
     family: str = "other"
     citation: str = ""
+    label_blind: bool = False  # never reads the sample's own label: cannot detect label noise by construction
 
     @property
     def summary(self) -> str:
@@ -45,7 +46,7 @@ class RegistrationError(ValueError):
 
 
 def register(name: str | None = None, *, higher_is_harder: bool, needs: Iterable[str] = ("dynamics",),
-             family: str = "other", citation: str = ""):
+             family: str = "other", citation: str = "", label_blind: bool = False):
     """Register a hardness identifier.
 
     >>> @register(higher_is_harder=False, needs={"dynamics"})
@@ -53,7 +54,9 @@ def register(name: str | None = None, *, higher_is_harder: bool, needs: Iterable
     ...     return ctx.dynamics.margin.mean(axis=1)
 
     The name defaults to the function's name. ``needs`` lists what the runner
-    must build (a subset of ``bench.registry.NEEDS``).
+    must build (a subset of ``bench.registry.NEEDS``). ``label_blind``: the score never
+    reads the sample's own label, so it cannot see label noise; the boards table such a
+    method apart on label-noise cells and rank it where it applies.
     """
     needs = frozenset(needs)
     unknown = needs - NEEDS
@@ -65,7 +68,7 @@ def register(name: str | None = None, *, higher_is_harder: bool, needs: Iterable
         if method_name in _METHODS and _METHODS[method_name].fn.__module__ != fn.__module__:
             raise RegistrationError(f"method {method_name!r} is already registered by "
                                     f"{_METHODS[method_name].fn.__module__}; choose another name with @register(name=...)")
-        _METHODS[method_name] = Method(method_name, fn, higher_is_harder, needs, family, citation)
+        _METHODS[method_name] = Method(method_name, fn, higher_is_harder, needs, family, citation, label_blind)
         return fn
 
     return decorator

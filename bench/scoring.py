@@ -111,14 +111,20 @@ class Scorer:
             log.debug("method %s failed:\n%s", method.name, trace)
             st.write_json(json_path, {**record, "status": "failed", "error": message, "traceback": trace, "cost": {}})
             return ScoreResult(method.name, seed, "failed", error=message, traceback=trace)
-        cost = {"scoring_s": clock.seconds, "shared_s": self._shared_seconds(method, pool, seed)}
+        cost = {"scoring_s": clock.seconds, "shared_s": self._shared_seconds(method, pool, seed),
+                "standalone_s": clock.seconds + self._training_seconds(method, pool, seed)}
         st.write_npz(npz_path, scores=natural)
         st.write_json(json_path, {**record, "status": "ok", "cost": cost})
         return ScoreResult(method.name, seed, "ok", natural, oriented(method, natural), cost=cost)
 
+    def _training_seconds(self, method: Method, pool: Pool, seed: int) -> float:
+        """The training the method needs were it run alone: every part it needs, whole."""
+        return sum(self.estimator.training_seconds(pool, seed, part) for part in parts_for(method.needs))
+
     def _shared_seconds(self, method: Method, pool: Pool, seed: int) -> float:
         """The method's share of the training it needed: each training part's time split
-        evenly among the selected methods that needed that part."""
+        evenly among the selected methods that needed that part (changes with the company
+        a method runs in; ``standalone_s`` does not)."""
         share = 0.0
         for part in parts_for(method.needs):
             users = sum(1 for m in self.methods if part in parts_for(m.needs))

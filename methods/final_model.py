@@ -54,7 +54,7 @@ def margin_final(ctx):
     return margins(ctx.final_logits, ctx.y)
 
 
-@register(higher_is_harder=False, needs={"final_model"}, family="final model",
+@register(label_blind=True, higher_is_harder=False, needs={"final_model"}, family="final model",
           citation="Pukowski & Lu 2024, Investigating the Impact of Hard Samples on Accuracy Reveals In-class Data "
                    "Imbalance (confidence identifier); Hendrycks & Gimpel 2017, A Baseline for Detecting "
                    "Misclassified and Out-of-Distribution Examples in Neural Networks (ICLR)")
@@ -73,7 +73,7 @@ def msp(ctx):
     return torch.softmax(ctx.final_logits.float(), dim=1).max(dim=1).values
 
 
-@register(higher_is_harder=False, needs={"final_model"}, family="final model",
+@register(label_blind=True, higher_is_harder=False, needs={"final_model"}, family="final model",
           citation="Hendrycks et al. 2022, Scaling Out-of-Distribution Detection for Real-World Settings (ICML), "
                    "the max-logit score; after Hendrycks & Gimpel 2017's maximum softmax probability baseline")
 def max_logit(ctx):
@@ -87,7 +87,7 @@ def max_logit(ctx):
     return ctx.final_logits.max(dim=1).values
 
 
-@register(higher_is_harder=True, needs={"final_model"}, family="final model",
+@register(label_blind=True, higher_is_harder=True, needs={"final_model"}, family="final model",
           citation="Pukowski & Lu 2024 (energy identifier); Liu, Wang, Owens & Li 2020, Energy-based "
                    "Out-of-distribution Detection (NeurIPS)")
 def energy(ctx):

@@ -235,7 +235,7 @@ def hutchinson_curvature(model, x, y, n_vectors: int, generator: torch.Generator
 GARG = "Garg, Ravikumar & Roy 2024, Memorization Through the Lens of Curvature of Loss Function Around Samples (ICML)"
 
 
-@register(higher_is_harder=True, needs={"checkpoints"}, family="gradients", citation=GARG)
+@register(label_blind=True, higher_is_harder=True, needs={"checkpoints"}, family="gradients", citation=GARG)
 def curvature_hvp(ctx, n_vectors: int = 2):
     """Exact input-loss curvature (after Garg, Ravikumar & Roy 2024): Tr(H^2) with H = d^2 CE(f(x; theta_t), y) / dx^2,
     estimated by Hutchinson, (1/n) sum_j || H v_j ||^2 with n = 2 fresh Rademacher v_j per checkpoint,

@@ -119,7 +119,7 @@ def prediction_depths(layers: list[np.ndarray], y: np.ndarray, final_pred: np.nd
     return depth_from_agreement(probes == final_pred[:, None])
 
 
-@register(higher_is_harder=True, needs={"final_model"}, family="representation",
+@register(label_blind=True, higher_is_harder=True, needs={"final_model"}, family="representation",
           citation="Baldock, Maennel & Neyshabur 2021, Deep Learning Through the Lens of Example Difficulty (NeurIPS)")
 def prediction_depth(ctx, k: int = 30):
     """Prediction depth (Baldock, Maennel & Neyshabur 2021): k-NN probes (k = 30, Euclidean, fit on the pool's

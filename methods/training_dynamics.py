@@ -115,7 +115,7 @@ def settled_epochs(pred: np.ndarray) -> np.ndarray:
     return stable_from(pred == pred[:, -1:])
 
 
-@register(higher_is_harder=True, family="training dynamics", citation=BALDOCK)
+@register(label_blind=True, higher_is_harder=True, family="training dynamics", citation=BALDOCK)
 def iteration_learned(ctx):
     """Iteration learned (Baldock, Maennel & Neyshabur 2021), here in epochs: min{e : pred_e' = pred_E for all
     e' >= e}, pred_e the argmax of the training forward pass at epoch e (ctx.dynamics.pred) and pred_E

@@ -17,7 +17,8 @@ def test_stability_of_identical_seeds_is_perfect_and_of_noise_is_not():
     same = rng.random(500)
     perfect = meta.stability({0: same, 1: same, 2: same})
     assert perfect["rho"] == pytest.approx(1.0) and perfect["jaccard"] == 1.0
-    assert perfect["halves"] == [[0, 2], [1]]
+    assert perfect["halves"] == [[0], [1]]  # equal halves: the odd seed out
+    assert perfect["pair_rho"] == pytest.approx({"0-1": 1.0, "0-2": 1.0, "1-2": 1.0})
     noise = meta.stability({s: rng.random(500) for s in range(4)})
     assert abs(noise["rho"]) < 0.2 and noise["jaccard"] < 0.3
     assert meta.stability({0: same}) is None
@@ -25,10 +26,10 @@ def test_stability_of_identical_seeds_is_perfect_and_of_noise_is_not():
 
 def test_stability_uses_the_means_of_the_halves():
     base = np.arange(100.0)
-    # seeds 0 and 2 are noisy copies whose mean is exactly `base`; seed 1 is `base`
+    # seeds 0 and 2 are noisy copies whose mean is exactly `base`; so are 1 and 3
     wiggle = np.tile([5.0, -5.0], 50)
-    result = meta.stability({0: base + wiggle, 1: base, 2: base - wiggle})
-    assert result["rho"] == pytest.approx(1.0)
+    result = meta.stability({0: base + wiggle, 1: base + 2 * wiggle, 2: base - wiggle, 3: base - 2 * wiggle})
+    assert result["halves"] == [[0, 2], [1, 3]] and result["rho"] == pytest.approx(1.0)
 
 
 def test_agreement_of_a_method_with_its_negation():

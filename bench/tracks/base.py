@@ -20,6 +20,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
+from tabulate import tabulate
 
 from ..errors import UsageError
 from ..protocol import ProtocolTrainer
@@ -135,10 +136,70 @@ def _scalar(key: str, value, kind: str):
 
 @dataclass
 class Report:
-    """A track's leaderboard body, and each method's rank on it (1 = best) for the overview."""
+    """A track's leaderboard body, each method's rank on it (1 = best), its plots, and its
+    verdicts: per question the board answers, ``verdict(...)``'s summary for the overview."""
     markdown: str
     ranks: dict[str, float] = field(default_factory=dict)
     plots: dict[str, object] = field(default_factory=dict)  # file name -> matplotlib figure
+    verdicts: dict[str, dict] = field(default_factory=dict)
+
+
+def verdict(rows, metric: str, higher_is_better: bool = True, costs: dict | None = None,
+            evidence: str = "") -> tuple[dict, dict, dict]:
+    """The evidence of one question on one board: from tidy rows (method, setting, seed, value),
+    each method's mean value, rank, paired comparison with the best (``compare_with_best``:
+    Holm-corrected over the methods) and group letters (``significance_letters``). Returns
+    (per-method table, letters, summary for the overview)."""
+    from ..metrics import compare_with_best, significance_letters
+
+    rows = [r for r in rows if r[3] is not None and np.isfinite(r[3])]
+    if not rows:
+        return {}, {}, {}
+    compared = compare_with_best(rows, higher_is_better=higher_is_better)
+    letters = significance_letters(rows, higher_is_better=higher_is_better)
+    means = {m: float(np.mean([r[3] for r in rows if r[0] == m])) for m in compared}
+    ranks = ranks_by(means, higher_is_better)
+    settings, seeds = len({r[1] for r in rows}), len({r[2] for r in rows})
+    summary = {"metric": metric, "higher_is_better": higher_is_better, "best": next(iter(compared)),
+               "evidence": evidence or f"{settings} setting(s) × {seeds} seed(s)",
+               "methods": {m: {"value": means[m], "rank": ranks[m], "not_worse": bool(c["not_worse"]),
+                               "standalone_s": (costs or {}).get(m)} for m, c in compared.items()}}
+    return compared, letters, summary
+
+
+def verdict_section(question: str, rows, metric: str, higher_is_better: bool = True, costs: dict | None = None,
+                    what: str = "") -> tuple[str, dict]:
+    """A board's answer to one question: a table of each method's mean, its paired difference
+    to the best (Holm-corrected) and its group letters; and the summary for the overview."""
+    compared, letters, summary = verdict(rows, metric, higher_is_better, costs)
+    if not compared:
+        return "", {}
+    table = [[m, f"{summary['methods'][m]['value']:.3f}", versus_best(compared[m]), letters.get(m, ""),
+              "yes" if compared[m]["not_worse"] else "no"] for m in compared]
+    text = (f"### Verdict: {question}\n\n{what}Mean {metric} over {summary['evidence']}; the paired difference "
+            "to the best over the (setting, seed) pairs both have, Holm-corrected over the methods; methods sharing "
+            "a group letter are not significantly different.\n\n"
+            + tabulate(table, headers=["method", f"mean {metric}", "vs best (paired)", "group",
+                                       "not worse than the best"], tablefmt="github"))
+    return text, summary
+
+
+def standalone_costs(records: list[dict]) -> dict[str, float]:
+    """Each method's mean cost were it run alone (its scoring plus all the training it needs)."""
+    costs: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("cost", {}).get("standalone_s") is not None:
+            costs.setdefault(r["method"], []).append(r["cost"]["standalone_s"])
+    return {m: float(np.mean(v)) for m, v in costs.items()}
+
+
+def versus_best(entry: dict, digits: int = 3) -> str:
+    """A method's paired difference to the best, ``-0.012 ± 0.004 (p_Holm 0.03)``, or "best"."""
+    if entry["test"] == "best":
+        return "best"
+    half = "" if math.isnan(entry["ci"]) else f" ± {entry['ci']:.{digits}f}"
+    p = "" if math.isnan(entry["p_holm"]) else f" (p_Holm {entry['p_holm']:.2g})"
+    return f"{entry['diff']:+.{digits}f}{half}{p}"
 
 
 def group(records, *keys) -> dict[tuple, list[dict]]:

@@ -25,6 +25,7 @@ difference and a critical-difference diagram (scikit-posthocs). Scores are never
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -34,8 +35,8 @@ from tqdm import tqdm
 
 from ..context import Pool
 from ..inject import PLANTERS
-from ..metrics import detection_metrics, format_ci, friedman_nemenyi, mean_ci
-from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
+from ..metrics import detection_metrics, format_ci, friedman_nemenyi, seed_averaged_matrix
+from .base import Report, TrackSettings, Unit, group, per_method_units, verdict, versus_best
 
 log = logging.getLogger("bench")
 
@@ -81,6 +82,23 @@ def detection_pool(engine, config: dict, seed: int) -> Pool:
     return engine.pool("train", (config["type"], config["rate"]), seed)
 
 
+def planting_check(engine, pool: Pool, config: dict) -> dict | None:
+    """What a clean model that never trained on the planted samples reads in them
+    (``bench.planting_check``): recorded with every record of the cell, shown on the board."""
+    from ..planting_check import check_planting
+
+    clean = engine.pool("train")
+    rows = np.flatnonzero(pool.planted)
+    index = torch.as_tensor(rows, device=pool.x.device)
+    try:
+        result = check_planting(engine.estimator.clean_predict, config["type"], pool.x[index], clean.x[index],
+                                pool.y[index].cpu().numpy(), clean.y[index].cpu().numpy(), rows, pool.num_classes)
+    except Exception as error:  # noqa: BLE001 - a check that cannot run is said, not fatal
+        engine.warn_once(f"check-{config['type']}", f"planting check of {config['type']} not run: {error}")
+        return None
+    return {**result.as_dict(), "summary": result.summary()}
+
+
 def run(engine, settings: Settings, todo: list[Unit]) -> None:
     cells = group([{"config": u.config, "seed": u.seed, "method": u.method} for u in todo], "config.type",
                   "config.rate", "seed")
@@ -92,39 +110,111 @@ def run(engine, settings: Settings, todo: list[Unit]) -> None:
             log.warning("detection %s: the pool has %d positives of %d; nothing to score",
                         config, int(pool.planted.sum()), len(pool))
             continue
+        check = planting_check(engine, pool, config) if config["type"] != REAL else None
         scores = engine.scores(pool, seed)
         for unit in cells[key]:
             name = unit["method"]
             if scores[name].status == "ok":
-                engine.write_record(NAME, config, name, seed, detection_metrics(scores[name].scores, pool.planted),
-                                    cost=scores[name].cost, pool=pool.key)
+                engine.write_record(NAME, config, name, seed,
+                                    detection_metrics(scores[name].scores, pool.planted, seed),
+                                    cost=scores[name].cost, pool=pool.key, planting_check=check)
 
 
 # ---- report ------------------------------------------------------------------------------
+#: the questions the detection board answers: which kinds each one pools
+QUESTIONS = {"label noise": ("label-uniform", "label-pair", "label-instance", REAL),
+             "out-of-distribution": ("near-ood", "far-ood"), "atypical": ("atypical",)}
+
+
+def _label_blind(name: str) -> bool:
+    from .. import registry
+
+    return name in registry.list_methods() and registry.get_method(name).label_blind
+
+
+def _ranked(records: list[dict], kinds) -> tuple[list[dict], list[dict]]:
+    """The records ranked on these kinds, and those tabled apart: label-blind methods on label noise."""
+    label_noise = set(kinds) <= set(QUESTIONS["label noise"])
+    apart = [r for r in records if label_noise and _label_blind(r["method"])]
+    return [r for r in records if r not in apart], apart
+
+
+def _rows(records: list[dict]) -> list[tuple]:
+    return [(r["method"], (r["config"]["type"], r["config"]["rate"]), r["seed"], r["metrics"]["auprc"])
+            for r in records]
+
+
+def _costs(records: list[dict], key: str) -> dict[str, float]:
+    by = group(records, "method")
+    return {m: float(np.mean([r["cost"].get(key, math.nan) for r in rs])) for (m,), rs in by.items()}
+
+
+def _table(records: list[dict], compared: dict, letters: dict) -> str:
+    by_method = group(records, "method")
+    shared, standalone = _costs(records, "shared_s"), _costs(records, "standalone_s")
+    order = list(compared) + sorted({m for (m,) in by_method} - set(compared))
+    rows = []
+    for method in order:
+        rs = by_method[(method,)]
+        metric = lambda name: [r["metrics"][name] for r in rs]  # noqa: E731
+        own = np.mean([r["cost"]["scoring_s"] for r in rs])
+        rows.append([method, format_ci(metric("auprc")), format_ci(metric("auroc")), format_ci(metric("precision_at_m")),
+                     versus_best(compared[method]) if method in compared else "–", letters.get(method, "–"),
+                     len(rs), f"{own + shared[method]:.2f}", f"{standalone[method]:.2f}"])
+    return tabulate(rows, headers=["method", "AUPRC", "AUROC", "precision@M", "AUPRC vs best (paired)", "group", "seeds",
+                                   "cost, shared (s)", "cost, alone (s)"], tablefmt="github")
+
+
+def _separation(compared: dict, letters: dict, records: list[dict]) -> str:
+    """How much a table separates its methods: best minus median AUPRC, and the groups told apart."""
+    means = [np.mean([r["metrics"]["auprc"] for r in records if r["method"] == m]) for m in compared]
+    groups = len({letter for value in letters.values() for letter in value})
+    return (f"Separation: best − median AUPRC = {max(means) - float(np.median(means)):.3f}; "
+            f"{groups} group{'s' * (groups != 1)} told apart by the paired tests.")
+
+
+def _check_line(cell: list[dict]) -> str:
+    checks = {r["seed"]: r["planting_check"] for r in cell if r.get("planting_check")}
+    if not checks:
+        return ""
+    held = sum(c["holds"] for c in checks.values())
+    first = checks[min(checks)]
+    return (f"Planting check (a clean K-fold model that never trained on the samples; docs/protocol.md): "
+            f"holds for {held} of {len(checks)} seeds; seed {min(checks)}: {first['summary']}\n\n")
+
+
 def report(records: list[dict]) -> Report:
     sections = []
     for (kind, rate), cell in sorted(group(records, "config.type", "config.rate").items()):
-        by_method = group(cell, "method")
-        auprc = {m: mean_ci([r["metrics"]["auprc"] for r in rs])[0] for (m,), rs in by_method.items()}
-        ranks = ranks_by(auprc)
-        rows = []
-        for (method,), rs in sorted(by_method.items(), key=lambda item: -auprc[item[0][0]]):
-            metric = lambda name: [r["metrics"][name] for r in rs]  # noqa: E731
-            cost = [r["cost"]["scoring_s"] + r["cost"]["shared_s"] for r in rs]
-            rows.append([method, format_ci(metric("auprc")), format_ci(metric("auroc")),
-                         format_ci(metric("precision_at_m")), f"{ranks[method]:.1f}", len(rs), f"{np.mean(cost):.2f}"])
+        ranked, apart = _ranked(cell, (kind,))
+        compared, letters, _ = verdict(_rows(ranked), "AUPRC")
         baseline = np.mean([r["metrics"]["baseline"] for r in cell])
         what = ("real label noise (given label ≠ clean label), observed rate" if kind == REAL else "rate")
-        sections.append(
-            f"### {kind}, {what} {rate}\n\nRandom AUPRC baseline: {baseline:.3f}. "
-            "Means ± 95% CI over seeds; planted samples are the positives; cost is the method's scoring "
-            "plus its share of the training it needed.\n\n"
-            + tabulate(rows, headers=["method", "AUPRC", "AUROC", "precision@M", "rank", "seeds", "cost (s)"],
-                       tablefmt="github"))
+        text = (f"### {kind}, {what} {rate}\n\n{_check_line(cell)}Random AUPRC baseline: {baseline:.3f}. "
+                "Means ± 95% CI over estimation seeds (one seed: no interval); planted samples are the positives. "
+                "*AUPRC vs best*: the paired difference to the best method over seeds, with its Holm-corrected "
+                "p-value; methods sharing a *group* letter are not significantly different. Cost per seed: the "
+                "method's scoring plus its share of the training it needed among the methods run here (*shared*), "
+                "or plus all of that training (*alone*).\n\n" + _table(ranked, compared, letters)
+                + f"\n\n{_separation(compared, letters, ranked)}")
+        if apart:
+            text += ("\n\nLabel-blind methods (they never read the sample's own label, so they cannot see label "
+                     "noise by construction; not ranked here):\n\n" + _table(apart, {}, {}))
+        sections.append(text)
     by_type, plots = _by_type(records)
-    overall, mean_ranks, cd_plot = _overall(records)
+    overall, ranks, verdicts, cd_plot = _overall(records)
     plots.update(cd_plot)
-    return Report("\n\n".join([*sections, by_type, overall]), mean_ranks, plots)
+    return Report("\n\n".join([*sections, by_type, _averaging_note(records), overall]), ranks, plots, verdicts)
+
+
+def _averaging_note(records: list[dict]) -> str:
+    from .. import registry
+
+    names = sorted({r["method"] for r in records} & set(registry.list_methods()))
+    several = [m for m in names if registry.get_method(m).needs & {"folds", "early_runs"}]
+    return ("Methods that average several models (K-fold models or independent early runs, see the recipe: "
+            "folds × fold_repeats, early_runs), compared here with single-run methods at their own budgets: "
+            + (", ".join(f"`{m}`" for m in several) or "none") + ".")
 
 
 def _by_type(records: list[dict]) -> tuple[str, dict]:
@@ -162,28 +252,44 @@ def _heatmap(matrix: np.ndarray, methods: list[str], types: list[str]):
     return fig
 
 
-def _overall(records: list[dict]) -> tuple[str, dict[str, float], dict]:
-    """Friedman test and Nemenyi critical difference over all (type, rate, seed) blocks,
-    on AUPRC, for the methods present in every block; and the critical-difference diagram."""
-    blocks = group(records, "config.type", "config.rate", "seed")
-    methods = sorted(set.intersection(*({r["method"] for r in rs} for rs in blocks.values())))
-    matrix = np.array([[next(r["metrics"]["auprc"] for r in rs if r["method"] == m) for m in methods]
-                       for rs in blocks.values()])
-    stats = friedman_nemenyi(matrix)
-    mean_ranks = dict(zip(methods, stats["mean_ranks"].tolist()))
-    rows = [[m, f"{mean_ranks[m]:.2f}"] for m in sorted(methods, key=mean_ranks.get)]
-    test = (f"Friedman χ² = {stats['statistic']:.2f}, p = {stats['p']:.2g}" if np.isfinite(stats["p"])
-            else "Friedman test needs at least 2 blocks and 3 methods")
-    text = (f"### Overall\n\nMean AUPRC rank over {stats['blocks']} blocks (hardness type × rate × seed). "
-            f"{test}; Nemenyi critical difference at α = 0.05: {stats['cd']:.2f} "
-            "(methods whose mean ranks differ by less are not distinguishable).\n\n"
-            + tabulate(rows, headers=["method", "mean rank"], tablefmt="github"))
-    plots = {}
-    if np.isfinite(stats["p"]):
-        figure = _cd_diagram(matrix, methods, mean_ranks, stats["cd"])
-        if figure is not None:
-            plots["detection-critical-difference.png"] = figure
-    return text, mean_ranks, plots
+def _overall(records: list[dict]) -> tuple[str, dict[str, float], dict, dict]:
+    """Per question (``QUESTIONS``): Friedman test and Nemenyi critical difference over its
+    (type, rate) settings, each method's AUPRC averaged over seeds first (settings, not seeds,
+    are the blocks); the paired comparison of every method with the best over (setting, seed)
+    pairs, Holm-corrected; group letters; a critical-difference diagram."""
+    texts, ranks, verdicts, plots = ["### Overall, per question"], {}, {}, {}
+    for question, kinds in QUESTIONS.items():
+        chosen = [r for r in records if r["config"]["type"] in kinds]
+        ranked, _ = _ranked(chosen, kinds)
+        if not ranked:
+            continue
+        costs = _costs(ranked, "standalone_s")
+        seeds = sorted({r["seed"] for r in ranked})
+        settings = sorted({(r["config"]["type"], r["config"]["rate"]) for r in ranked})
+        compared, letters, summary = verdict(_rows(ranked), "AUPRC", costs=costs,
+                                             evidence=f"{len(settings)} setting(s) × {len(seeds)} seed(s)")
+        matrix, blocks, methods = seed_averaged_matrix(_rows(ranked))
+        stats = friedman_nemenyi(matrix) if len(methods) else None
+        test = (f"Friedman χ² = {stats['statistic']:.2f}, p = {stats['p']:.2g} over {stats['blocks']} settings; "
+                f"Nemenyi critical difference {stats['cd']:.2f}" if stats and np.isfinite(stats["p"])
+                else "no Friedman test: it needs at least 2 settings and 3 methods")
+        mean_ranks = dict(zip(methods, stats["mean_ranks"].tolist())) if stats else {}
+        rows = [[m, f"{summary['methods'][m]['value']:.3f}", f"{mean_ranks[m]:.2f}" if m in mean_ranks else "–",
+                 versus_best(compared[m]), letters.get(m, ""), "yes" if compared[m]["not_worse"] else "no",
+                 f"{costs.get(m, math.nan):.2f}"] for m in compared]
+        texts.append(f"#### {question} ({', '.join(sorted({k for k, _ in settings}))})\n\n{test}. Mean AUPRC over "
+                     "settings and seeds; mean rank over settings (seed-averaged); the paired difference to the best "
+                     "over (setting, seed) pairs, Holm-corrected over the methods.\n\n"
+                     + tabulate(rows, headers=["method", "mean AUPRC", "mean rank", "vs best (paired)", "group",
+                                               "not worse than the best", "cost alone (s)"], tablefmt="github"))
+        verdicts[question] = summary
+        if question == "label noise" or not ranks:
+            ranks = {m: v["rank"] for m, v in summary["methods"].items()}
+        if stats and np.isfinite(stats["p"]):
+            figure = _cd_diagram(matrix, methods, mean_ranks, stats["cd"])
+            if figure is not None:
+                plots[f"detection-critical-difference-{question.replace(' ', '-')}.png"] = figure
+    return "\n\n".join(texts), ranks, verdicts, plots
 
 
 def _cd_diagram(matrix: np.ndarray, methods: list[str], mean_ranks: dict[str, float], cd: float):

@@ -57,7 +57,7 @@ from tabulate import tabulate
 from .. import geometry
 from ..errors import UsageError
 from ..metrics import agreement_metrics, format_ci, hard_set, mean_ci
-from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, verdict_section
 
 log = logging.getLogger("bench")
 
@@ -243,7 +243,10 @@ def report(records: list[dict]) -> Report:
         hard_sets = {m: next((r["hard_set"] for r in by_method[(m,)] if r["seed"] == 0 and "hard_set" in r), None)
                      for m in order}
         plots.update(_drawing_plots(drawing, {m: h for m, h in hard_sets.items() if h is not None}, q, tag))
-    return Report("\n\n".join(sections), ranks, plots)
+    rows = [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"]["spearman"])
+            for r in records if not _only_ambiguity([r["method"]])]
+    text, summary = verdict_section("geometry", rows, "Spearman")
+    return Report("\n\n".join([*sections, text]), ranks, plots, {"geometry": summary} if summary else {})
 
 
 def _only_ambiguity(methods) -> bool:

@@ -3,10 +3,13 @@ agreement, cost.
 
 On the pooled pool (train + test), every seed's estimation run:
 
-- **stability**: split the seeds into two disjoint halves (even and odd positions),
-  average each half's oriented scores, and report Spearman rho between the two means
-  and the Jaccard index of their hard sets H(q) (``bench.metrics.hard_set``, q = 0.1; each
-  half breaks ties with its first seed, so tied scores cannot agree by construction);
+- **stability**: split the seeds into two disjoint halves of equal size
+  (``bench.metrics.equal_halves``: even and odd positions, the last seed left out when
+  their number is odd), average each half's oriented scores, and report Spearman rho
+  between the two means and the Jaccard index of their hard sets H(q)
+  (``bench.metrics.hard_set``, q = 0.1; each half breaks ties with its first seed, so tied
+  scores cannot agree by construction); and, as the replicates of the verdict, rho between
+  every pair of single seeds (``pair_rho``);
 - **agreement**: Spearman rho and hard-set Jaccard between every pair of methods' mean
   scores (over all seeds): markdown matrices and a heatmap;
 - **cost**: the method's own scoring time plus its apportioned share of the training it
@@ -28,8 +31,8 @@ from scipy.stats import spearmanr
 from tabulate import tabulate
 from tqdm import tqdm
 
-from ..metrics import hard_set
-from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by
+from ..metrics import equal_halves, hard_set
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, verdict_section
 
 NAME = "meta"
 Q = 0.1
@@ -61,16 +64,20 @@ def _finite(value) -> float | None:
 
 
 def stability(per_seed: dict[int, np.ndarray], q: float = Q) -> dict | None:
-    """Spearman rho and hard-set Jaccard between the mean scores of two disjoint seed halves
-    (sorted seeds at even positions vs odd positions). None with fewer than two seeds."""
+    """Spearman rho and hard-set Jaccard between the mean scores of two disjoint seed halves of
+    equal size (``equal_halves``), and rho between every pair of single seeds (``pair_rho``).
+    None with fewer than two seeds."""
     seeds = sorted(per_seed)
     if len(seeds) < 2:
         return None
-    halves = [seeds[0::2], seeds[1::2]]
+    halves = list(equal_halves(seeds))
     a, b = (np.mean([per_seed[s] for s in half], axis=0) for half in halves)
     # each half breaks ties with its own seed, so tied scores do not overlap by construction
     hard_a, hard_b = hard_set(a, q, seed=halves[0][0]), hard_set(b, q, seed=halves[1][0])
-    return {"rho": _finite(spearmanr(a, b)[0]), "jaccard": jaccard(hard_a, hard_b), "halves": halves}
+    pairs = {f"{s}-{t}": _finite(spearmanr(per_seed[s], per_seed[t])[0]) for i, s in enumerate(seeds)
+             for t in seeds[i + 1:]}
+    return {"rho": _finite(spearmanr(a, b)[0]), "jaccard": jaccard(hard_a, hard_b), "halves": halves,
+            "pair_rho": pairs}
 
 
 def agreement(means: dict[str, np.ndarray], q: float = Q) -> dict[str, dict[str, dict]]:
@@ -192,4 +199,9 @@ def report(records: list[dict]) -> Report:
         body = [[a, *(_fmt(v, 2) for v in matrix[i])] for i, a in enumerate(names)]
         text += ["", title + "\n", tabulate(body, headers=["", *names], tablefmt="github")]
     plots = {"meta_agreement.png": _heatmap(names, spearman, jac, q)} if names else {}
-    return Report("\n".join(text), ranks, plots)
+    rows = [(m, pair, 0, value) for m, st in stab.items() for pair, value in (st.get("pair_rho") or {}).items()
+            if value is not None]
+    section, summary = verdict_section("stability", rows, "Spearman ρ between two seeds",
+                                       what="Replicates are the pairs of estimation seeds (not independent: each "
+                                            "seed enters several pairs). ")
+    return Report("\n".join([*text, "", section]), ranks, plots, {"stability": summary} if summary else {})

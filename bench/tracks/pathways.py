@@ -24,7 +24,7 @@ from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
 from ..resample import largest_remainder
 from .base import (Report, TrackSettings, Unit, group, method_grid, method_scores, per_method_units,
-                   protocol_recipe, protocol_seeds, ranks_by, trainer_for)
+                   protocol_recipe, protocol_seeds, ranks_by, trainer_for, verdict_section)
 
 NAME = "pathways"
 
@@ -206,7 +206,12 @@ def report(records: list[dict]) -> Report:
             + "\n\n" + _curves_table(cell)
             + ("\n\n" + _reference_table(cell) if _is_curvbim(cell) else ""))
         plots[f"pathways_q{q}.png"] = _plot(cell)
-    return Report("\n\n".join(sections), ranks if sections else {}, plots)
+    rows = [(m, (q, ratio), i, gap) for (q, ratio), cell in group(records, "config.q", "config.train_ratio").items()
+            for m, values in summary(cell).items() for i, gap in enumerate(values["gap"]) if np.isfinite(gap)]
+    text, verdict_summary = verdict_section("pathway effect", rows, "hard-easy gap (points)",
+                                            what="Replicates are protocol seeds on one split draw per method. ")
+    return Report("\n\n".join([*sections, text]), ranks if sections else {}, plots,
+                  {"split/pathway effect": verdict_summary} if verdict_summary else {})
 
 
 def _curves_table(records) -> str:

@@ -25,7 +25,7 @@ from tabulate import tabulate
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
 from .base import (Report, TrackSettings, Unit, group, method_scores, per_method_units, protocol_recipe,
-                   protocol_seeds, ranks_by, trainer_for)
+                   protocol_seeds, ranks_by, trainer_for, verdict_section)
 
 NAME = "split"
 
@@ -125,7 +125,10 @@ def report(records: list[dict]) -> Report:
             + tabulate(rows, headers=["method", "acc hardest", "acc easiest", "swing (pts)", "class r", "rank",
                                       "seeds"], tablefmt="github"))
         plots[f"split_swing_test{test}_q{q}.png"] = _swing_plot(by_method, swing)
-    return Report("\n\n".join(sections), ranks, plots)
+    rows = [(r["method"], (r["config"]["test"], r["config"]["q"]), r["seed"], r["metrics"]["swing"]) for r in records]
+    text, summary = verdict_section("split effect", rows, "swing (points)",
+                                    what="Replicates are protocol seeds on one split draw per setting. ")
+    return Report("\n\n".join([*sections, text]), ranks, plots, {"split/pathway effect": summary} if summary else {})
 
 
 def _swing_plot(by_method, swing):
