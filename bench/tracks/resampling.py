@@ -52,13 +52,13 @@ import numpy as np
 from scipy.stats import ttest_rel
 from tabulate import tabulate
 
-from ..metrics import format_ci
+from ..metrics import format_ci, holm
 from ..protocol import Cell
 from ..errors import UsageError
 from ..resample import (ASSIGNMENTS, FILLERS, Resampled, assign_sizes, class_hardness, class_recall_precision,
                         class_targets, prune_balanced, resample, spread)
 from .base import (Report, TrackSettings, Unit, method_grid, method_scores, protocol_recipe, protocol_seeds,
-                   ranks_by, trainer_for)
+                   ranks_by, trainer_for, verdict_section)
 
 NAME = "resampling"
 
@@ -255,7 +255,32 @@ def compare(records: list[dict]) -> dict:
             if assignment == "hardness" and permuted:
                 entry.update(_paired(runs, permuted, "perm_"))
         out[key] = entry
+    _holm_correct(out)
+    for key, entry in out.items():
+        entry["degenerate"] = any(_degenerate(r) for r in records if (r["method"], *setting(r["config"])) == key)
     return out
+
+
+#: a cell whose smallest class is below this share of its balanced size is degenerate: reported, marked,
+#: and left out of every summary (a class clipped to a handful of samples says nothing about resampling)
+DEGENERATE_SHARE = 0.01
+
+
+def _degenerate(record: dict) -> bool:
+    targets = np.asarray(record.get("targets", []), dtype=float)
+    return bool(len(targets)) and targets.min() < DEGENERATE_SHARE * targets.sum() / len(targets)
+
+
+def _holm_correct(table: dict) -> None:
+    """Every ``p_<name>`` of the table Holm-corrected within its family (the same metric and the
+    same comparison, over every configuration and method); the raw values kept as ``praw_<name>``."""
+    names = {k for entry in table.values() for k in entry if k.startswith("p_")}
+    for name in names:
+        keys = [key for key, entry in table.items() if name in entry]
+        raw = [table[key][name] for key in keys]
+        for key, value, adjusted in zip(keys, raw, holm(raw)):
+            table[key][f"praw_{name[2:]}"] = value
+            table[key][name] = float(adjusted)
 
 
 def relative_change(table: dict, key: tuple, metric: str) -> float:
@@ -302,6 +327,8 @@ def _metric_table(table: dict, order: list, names: dict, extra: tuple = (), rank
     for key in order:
         e = table[key]
         row = _label(key)
+        if e.get("degenerate"):
+            row[4] += " (degenerate)"
         for name in [*names.values(), *extra]:
             row += [_ci(e, name), _p(e, name)]
         if ranks is not None:
@@ -355,17 +382,22 @@ def _pruning_table(table: dict, records: list[dict], order: list) -> str:
 def _change(table: dict, methods: list[str], setting_: tuple, metric: str, prefix: str = "") -> str:
     """How a configuration moves ``metric`` against α = 0, in words: one method's relative change
     and p-value, or the median over methods with the count of significant ones."""
+    cells = [table[(m, *setting_)] for m in methods if (m, *setting_) in table]
+    degenerate = sum(c["degenerate"] for c in cells)
     pairs = [(relative_change(table, (m, *setting_), metric), table[(m, *setting_)].get(f"p_{metric}", math.nan))
-             for m in methods if (m, *setting_) in table]
+             for m in methods if (m, *setting_) in table and not table[(m, *setting_)]["degenerate"]]
     pairs = [(r, p) for r, p in pairs if np.isfinite(r)]
+    left_out = f"; {degenerate} degenerate cell{'s' * (degenerate > 1)} left out" if degenerate else ""
     if not pairs:
-        return "an undefined amount (no α = 0 reference)"
+        return f"an undefined amount (no α = 0 reference{left_out})"
     rel = np.array([r for r, _ in pairs])
     p = np.array([q for _, q in pairs])
+    family = sum(f"p_{metric}" in e for e in table.values())
     if len(pairs) == 1:
-        return f"{rel[0]:+.1f}% (p = {'–' if math.isnan(p[0]) else f'{p[0]:.3f}'})"
+        return f"{rel[0]:+.1f}% (p_Holm = {'–' if math.isnan(p[0]) else f'{p[0]:.3f}'} of {family} tests{left_out})"
     return (f"a median {np.median(rel):+.1f}% over {len(rel)} methods (range {rel.min():+.1f}% to "
-            f"{rel.max():+.1f}%; p < {SIGNIFICANT} for {int(np.sum(p < SIGNIFICANT))} of {len(rel)})")
+            f"{rel.max():+.1f}%; p_Holm < {SIGNIFICANT} for {int(np.sum(p < SIGNIFICANT))} of {len(rel)}, Holm over "
+            f"the {family} tests of this comparison{left_out})")
 
 
 def _points(table: dict, methods: list[str], setting_: tuple, metric: str) -> str:
@@ -474,10 +506,14 @@ def report(records: list[dict]) -> Report:
         "deviation from the mean over classes, **q-diff** = mean of the top k minus the bottom k classes "
         "(k = 2 for ≤ 10 classes, C // 10 beyond), **worst** class recall, **hard−easy** = mean over the method's "
         "easy classes − over its hard classes (hard: α = 1 target size above the mean). p: paired t-test (scipy "
-        "`ttest_rel`) over protocol seeds against α = 0 at the same pruning. Methods are ranked by the relative "
+        "`ttest_rel`) over protocol seeds against α = 0 at the same pruning, Holm-corrected over every configuration "
+        "and method of the same comparison. Methods are ranked by the relative "
         f"recall-gap reduction at α = {'–' if alpha0 is None else f'{alpha0:g}'} without pruning (hardness sizes, "
         "mean over fillers; larger = better). Means ± 95% CI over protocol seeds.",
-        "**What we found.** " + findings(table, records, methods),
+        f"Protocol models: {_protocol_epochs(records)}. Summaries are medians over the identifiers (`random` left "
+        "out: it is the control, shown in the tables) and leave degenerate cells out (a class below "
+        f"{100 * DEGENERATE_SHARE:g}% of its balanced size; marked in the tables).",
+        "**What we found.** " + findings(table, records, [m for m in methods if m != "random"]),
         *filter(None, [degenerate_sizes(records)]),
         "### Recall\n\n" + _metric_table(table, order, RECALL, ("worst_recall",), ranks),
         "### Precision\n\n" + _metric_table(table, order, PRECISION),
@@ -493,7 +529,21 @@ def report(records: list[dict]) -> Report:
                         "from the class's pruned real samples, each at most once; **holdout duplicates** counts the "
                         "samples it had to duplicate because a class's pruned samples ran out.\n\n"
                         + _pruning_table(table, records, order))
-    return Report("\n\n".join(sections), ranks, {"resampling_recall.png": _plot(records, table, methods)})
+    rows = [(m, (prune, a, filler), seed, -100 * d) for (m, prune, a, filler, assignment), e in table.items()
+            if assignment == "hardness" and prune == 0 and a == alpha0 and not e["degenerate"]
+            for seed, d in zip(e["seeds"], e.get("delta_recall_gap", []))]
+    text, summary = verdict_section("resampling", rows, "recall-gap reduction (points)",
+                                    what=f"At α = {alpha0 if alpha0 is None else f'{alpha0:g}'} without pruning, "
+                                         "hardness sizes, against α = 0; replicates are protocol seeds on one "
+                                         "resample draw. ")
+    sections.append(text)
+    return Report("\n\n".join(sections), ranks, {"resampling_recall.png": _plot(records, table, methods)},
+                  {"resampling": summary} if summary else {})
+
+
+def _protocol_epochs(records: list[dict]) -> str:
+    epochs = sorted({(r.get("protocol_recipe") or r.get("recipe") or {}).get("epochs") for r in records} - {None})
+    return f"{', '.join(map(str, epochs)) or 'unknown'} epochs each"
 
 
 def _class_curve(records: list[dict], method: str, key: tuple) -> tuple[np.ndarray, np.ndarray] | None:
