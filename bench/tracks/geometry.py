@@ -2,17 +2,23 @@
 (docs/protocol.md, "Track G"; SkelEx / BoundEx, Pukowski & Lu 2023).
 
 On a dataset of 2-D points (``moons``, ``spirals``, ``spirals3``, ``blobs2d``, an npz of
-2-D points) the estimation network of seed s, a ReLU MLP, is piecewise affine; its linear
-regions and decision boundary are extracted exactly (``bench.geometry``) over the pool's
-bounding box grown by ``margin`` of its size on each side. The ground-truth hardness of a
-pool sample is
+2-D points) a ReLU MLP is piecewise affine; its linear regions and decision boundary are
+extracted exactly (``bench.geometry``) over the pool's bounding box grown by ``margin`` of
+its size on each side. The ground-truth hardness of a pool sample is
 
     h_i = -d_i,  d_i = the sample's Euclidean distance to the decision boundary,
-                 signed + when the network classifies the sample correctly, - when not,
+                 signed + when the boundary's side is the sample's label, - when not,
 
-so misclassified samples far from the boundary are hardest and correctly classified
-samples far from it easiest. Each method's oriented scores (higher = harder) of seed s are
-compared with the ground truth of the network of the same seed:
+so samples far on the wrong side are hardest and samples far on the right side easiest.
+No method is scored against the network it reads. Two ground truths:
+
+- the **reference network**: for estimation seed s, a separately trained network of the
+  same recipe and data, seed ``REFERENCE + s``; metrics ``spearman``, ``kendall``, ``auprc``;
+- the **Bayes-optimal boundary**, where the generating distribution is known (``blobs2d``
+  exactly; ``moons``, ``spirals``, ``spirals3`` by their noise model:
+  ``bench.geometry.bayes_geometric_hardness``); metrics ``bayes_spearman`` etc.
+
+Each method's oriented scores (higher = harder) of seed s are compared with both:
 
 - ``spearman``, ``kendall``: rank correlations with h (positive = agrees);
 - ``auprc``: AUPRC of the scores for the ground truth's hardest ``q`` (default 10%: the
@@ -64,6 +70,7 @@ log = logging.getLogger("bench")
 NAME = "geometry"
 VIEW_MARGIN = 0.1  # the plots show the pool's bounding box grown by this much
 NETWORK = "_network"  # the track's own record (seed 0): the network's drawing, not a method's result
+REFERENCE = 1000  # the ground truth's network of seed s is trained with seed REFERENCE + s: never the one scored
 
 
 @dataclass(frozen=True)
@@ -177,9 +184,12 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
     points = pool.x.detach().cpu().numpy().reshape(len(pool), 2).astype(np.float64)
     labels = pool.y.detach().cpu().numpy()
     box = geometry.default_box(points, margin)
+    bayes = (geometry.bayes_geometric_hardness(data.name, points, labels, normalised=True)
+             if data.name in geometry.BAYES_DATASETS else None)
     for seed in seeds:
         scores = engine.scores(pool, seed)
-        truth = ground_truth(engine.final_model(pool, seed), points, labels, box)
+        # the ground truth's network is another training run (seed REFERENCE + s), never the one the methods read
+        truth = ground_truth(engine.final_model(pool, REFERENCE + seed), points, labels, box)
         if truth is None:
             log.warning("geometry: the %s network of seed %d predicts one class everywhere in the box; no decision "
                         "boundary, no ground truth: seed %d skipped", data.key, seed, seed)
@@ -194,8 +204,10 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
             extra = {"geometry": truth["facts"], "pool": pool.key, "cost": result.cost}
             if seed == 0:
                 extra["hard_set"] = [int(i) for i in hard_set(result.scores, q)]
-            engine.write_record(NAME, config, name, seed, agreement_metrics(result.scores, truth["hardness"], q),
-                                **extra)
+            metrics = agreement_metrics(result.scores, truth["hardness"], q)
+            if bayes is not None:
+                metrics.update({f"bayes_{k}": v for k, v in agreement_metrics(result.scores, bayes, q).items()})
+            engine.write_record(NAME, config, name, seed, metrics, **extra)
 
 
 # ---- report -------------------------------------------------------------------------
@@ -214,7 +226,9 @@ def report(records: list[dict]) -> Report:
         for method in order:
             rs = by_method[(method,)]
             metric = lambda name: [r["metrics"][name] for r in rs]  # noqa: E731
-            rows.append([method, format_ci(metric("spearman")), format_ci(metric("auprc")),
+            bayes = [format_ci(metric(f"bayes_{k}")) if "bayes_spearman" in rs[0]["metrics"] else "–"
+                     for k in ("spearman", "auprc")]
+            rows.append([method, format_ci(metric("spearman")), format_ci(metric("auprc")), *bayes,
                          f"{cell_ranks[method]:.1f}", len(rs)])
         baseline = np.mean([r["metrics"]["baseline"] for r in cell])
         tag = f"{pool}_q{q}_margin{margin}"
@@ -222,18 +236,18 @@ def report(records: list[dict]) -> Report:
         if drawing is None and _only_ambiguity(order):  # the leaderboard's second call: geometry shown above
             sections.append(f"### pool {pool}, hardest {q:.0%} of the ground truth, box margin {margin}\n\n"
                             "Ground truth, metrics and geometry as above.\n\n"
-                            + tabulate(rows, headers=["method", "Spearman", f"AUPRC@{q:.0%}", "rank", "seeds"],
-                                       tablefmt="github"))
+                            + tabulate(rows, headers=_heads(q), tablefmt="github"))
             continue
         sections.append(
             f"### pool {pool}, hardest {q:.0%} of the ground truth, box margin {margin}\n\n"
-            "Ground truth: the exact decision boundary of each seed's estimation network (a ReLU MLP), extracted from "
-            "its linear regions; a sample's hardness is −(its distance to the boundary), the distance signed + where "
-            "the network classifies the sample correctly. Each method's scores (higher = harder) of seed s are "
-            "compared with the ground truth of the network of seed s. Means ± 95% CI over estimation seeds; methods "
-            f"ranked by mean Spearman. AUPRC: the ground truth's hardest {q:.0%} are the positives (random baseline "
-            f"{baseline:.3f}).\n\n"
-            + tabulate(rows, headers=["method", "Spearman", f"AUPRC@{q:.0%}", "rank", "seeds"], tablefmt="github")
+            "Two ground truths, neither of them the network the methods read. *Reference network*: the exact decision "
+            "boundary of a separately trained network (same recipe and data, seed 1000 + s), extracted from its linear "
+            "regions; *Bayes*: the Bayes-optimal boundary of the generating distribution, where it is known. A sample's "
+            "hardness is −(its distance to the boundary), signed + where the boundary's side is its label. Each "
+            "method's scores (higher = harder) of seed s are compared with the reference network of seed s. Means "
+            "± 95% CI over estimation seeds (one seed: no interval); methods ranked by mean Spearman with the reference "
+            f"network. AUPRC: the ground truth's hardest {q:.0%} are the positives (random baseline {baseline:.3f}).\n\n"
+            + tabulate(rows, headers=_heads(q), tablefmt="github")
             + "\n\n" + _facts_table(cell))
         plots[f"geometry_regions_per_layer_{tag}.png"] = _layers_plot(cell)
         if drawing is None:
@@ -243,10 +257,18 @@ def report(records: list[dict]) -> Report:
         hard_sets = {m: next((r["hard_set"] for r in by_method[(m,)] if r["seed"] == 0 and "hard_set" in r), None)
                      for m in order}
         plots.update(_drawing_plots(drawing, {m: h for m, h in hard_sets.items() if h is not None}, q, tag))
-    rows = [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"]["spearman"])
+    bayes = all("bayes_spearman" in r["metrics"] for r in records)
+    key = "bayes_spearman" if bayes else "spearman"
+    rows = [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"][key])
             for r in records if not _only_ambiguity([r["method"]])]
-    text, summary = verdict_section("geometry", rows, "Spearman")
+    text, summary = verdict_section("geometry", rows, "Spearman with the Bayes boundary" if bayes
+                                    else "Spearman with the reference network")
     return Report("\n\n".join([*sections, text]), ranks, plots, {"geometry": summary} if summary else {})
+
+
+def _heads(q: float) -> list[str]:
+    return ["method", "Spearman (reference network)", f"AUPRC@{q:.0%} (reference network)", "Spearman (Bayes)",
+            f"AUPRC@{q:.0%} (Bayes)", "rank", "seeds"]
 
 
 def _only_ambiguity(methods) -> bool:
