@@ -138,7 +138,14 @@ def run_config(args, dataset: str, tracks: list, methods: str = "*", seeds: int 
                              "(--tracks)")
     settings = tuple(t.Settings.build(profile.get(t.NAME, {}), options.get(t.NAME, {})) for t in tracks)
     model = getattr(args, "model", None)
-    recipe = recipe_for(dataset, getattr(args, "recipe", None), epochs=epochs or profile.get("epochs"), model=model,
+    named = getattr(args, "recipe", None)
+    if named is None and profile.get("recipe"):
+        named = f"{dataset}-{profile['recipe']}"
+        if named not in RECIPES:
+            raise UsageError(f"the {args.profile} profile needs a recipe {named!r}; datasets that have one: "
+                             + ", ".join(n.removesuffix(f"-{profile['recipe']}") for n in RECIPES
+                                         if n.endswith(f"-{profile['recipe']}")))
+    recipe = recipe_for(dataset, named, epochs=epochs or profile.get("epochs"), model=model,
                         **({"model_kwargs": {}} if model else {}))  # the recipe's model options belong to its model
     config = RunConfig(
         dataset=DatasetSpec(dataset, str(getattr(args, "data_root", "data")), getattr(args, "download", False),

@@ -6,8 +6,8 @@ runs and where results go. The command line builds one (and validates every trac
 settings) before anything is loaded or trained; worker processes and SLURM jobs
 receive the same object and rebuild the engine with ``build_engine``.
 
-Profiles (``--profile``) live here and only here: a seed count, a recipe override
-and per-track settings, applied beneath the user's own ``--option`` values.
+Profiles (``--profile``, ``bench.profiles``): a seed count, a recipe override and
+per-track settings, applied beneath the user's own ``--option`` values.
 """
 from __future__ import annotations
 
@@ -15,25 +15,8 @@ from dataclasses import dataclass, field
 
 from .data import Dataset, load_dataset
 from .errors import UsageError
+from .profiles import PROFILES
 from .recipes import Recipe
-
-#: name -> {"seeds": estimation seeds, "epochs": recipe override or None, track name: settings overrides}
-PROFILES: dict[str, dict] = {
-    "smoke": {"seeds": 2, "epochs": 8,
-              "detection": {"types": ["label-uniform"]},
-              "split": {"protocol_seeds": 1},
-              "pathways": {"protocol_seeds": 1, "ratios": [0.0, 1.0]},
-              "resampling": {"protocol_seeds": 2, "alphas": [0, 1], "fillers": ["duplicate"],
-                             "controls": ["permuted"]}},
-    "default": {"seeds": 3, "epochs": None},
-    "full": {"seeds": 5, "epochs": None,
-             "detection": {"rates": [0.05, 0.1, 0.2]},
-             "split": {"protocol_seeds": 5},
-             "pathways": {"protocol_seeds": 5, "ratios": [0.0, 0.25, 0.5, 0.75, 1.0]},
-             "resampling": {"protocol_seeds": 5, "prune": [0.5], "fillers": ["duplicate", "smote", "holdout"],
-                            "control_alphas": None, "control_fillers": None, "control_methods": None}},
-}
-
 
 @dataclass(frozen=True)
 class DatasetSpec:

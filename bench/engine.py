@@ -22,6 +22,7 @@ from .context import Pool
 from .data import Dataset
 from .estimation import Estimator
 from .fingerprint import digest
+from .profiles import PROFILES
 from .provenance import provenance
 from .recipes import Recipe, recipe_label
 from .registry import Method
@@ -134,7 +135,9 @@ class Engine:
             "dataset_fingerprint": self.dataset.fingerprint, "layout": self.dataset.layout_note,
             "recipe": self.recipe.to_dict(), "pool_size": self.pool_size, "seeds": list(self.seeds),
             "methods": sorted(m.name for m in self.methods), "profile": self.profile,
-            "settings": settings.to_dict(), "settings_changed": settings.differences(), "records": paths,
+            "settings": settings.to_dict(), "settings_changed": settings.differences(),
+            "settings_beyond_profile": settings.differences(track.Settings.build(
+                PROFILES.get(self.profile, {}).get(track.NAME, {}))), "records": paths,
             "provenance": provenance()})
 
     # ---- track records ----------------------------------------------------------------

@@ -159,14 +159,15 @@ def track_body(track, records: list[dict]):
 
 
 def board_name(board: dict) -> str:
-    """A board's file name: the track, then the settings and seed count where they differ from
-    the defaults (``detection.md``, ``detection-seeds1-types-label-uniform.md``)."""
+    """A board's file name: the track, then the seed count, the profile and the settings where
+    they differ from the defaults (the profile's settings; ``detection.md``,
+    ``detection-seeds1-types-label-uniform.md``, ``detection-memorise.md``)."""
     words = [board["track"]]
     if len(board["seeds"]) != DEFAULT_SEEDS:
         words.append(f"seeds{len(board['seeds'])}")
     if board.get("profile") not in (None, "default"):
         words.append(board["profile"])
-    for key, value in sorted((board.get("settings_changed") or {}).items()):
+    for key, value in sorted((board.get("settings_beyond_profile") or {}).items()):
         words.append(f"{key.replace('_', '')}-{_value_text(value)}".replace(",", "-"))
     name = "-".join(words)
     return re.sub(r"[^A-Za-z0-9._-]", "", name)[:120]

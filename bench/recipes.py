@@ -81,6 +81,11 @@ RECIPES = {
     "cifar100": replace(AIRBENCH, epochs=30),
     "cifar10n": AIRBENCH,
     "cifar100n": replace(AIRBENCH, epochs=30),
+    # memorise: trained until the network fits the labels it is given, noisy ones included (--profile memorise)
+    "digits-memorise": Recipe(model="mlp", model_kwargs={"hidden": [256, 256]}, epochs=60, batch_size=64, lr=0.05,
+                              weight_decay=0.0, fold_epochs=10, protocol_epochs=10),
+    "mnist-memorise": Recipe(model="mlp", model_kwargs={"hidden": [1024, 1024]}, epochs=40, batch_size=128,
+                             optimizer="adam", lr=1e-3, weight_decay=0.0, fold_epochs=10),
     # The in-class imbalance paper's recipe: MLP 784-20-20-10 tanh, full-batch SGD lr 0.1, 500 epochs.
     "curvbim": Recipe(model="mlp", model_kwargs={"hidden": [20, 20], "activation": "tanh"}, epochs=500,
                       batch_size=None, lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant", checkpoints=10),
@@ -110,7 +115,7 @@ def recipe_label(recipe: Recipe, dataset_name: str) -> str:
                 if named == recipe:
                     break
     fields = [f for f in recipe.to_dict() if getattr(recipe, f) != getattr(base, f)]
-    words = [base_name] if base_name else []
+    words = [base_name.removeprefix(f"{dataset_name}-")] if base_name else []
     for field_name in fields:
         value = _word(getattr(recipe, field_name)).replace("=", "").replace(",", "-") or "none"
         words.append(f"{field_name.replace('_', '')}{value}" if value[:1].isdigit() or value[:1] == "-"

@@ -57,9 +57,9 @@ class TrackSettings:
         """The settings that are part of every record's config."""
         return {k: v for k, v in self.to_dict().items() if k not in self.ENUMERATED}
 
-    def differences(self) -> dict:
-        """The settings that differ from the track's defaults (for board headers and names)."""
-        default = type(self)().to_dict()
+    def differences(self, reference: "TrackSettings | None" = None) -> dict:
+        """The settings that differ from the track's defaults, or from ``reference`` (a profile's)."""
+        default = (reference or type(self)()).to_dict()
         return {k: v for k, v in self.to_dict().items() if v != default[k]}
 
     @classmethod
