@@ -11,7 +11,8 @@ per-channel mean and std of its train split, and whose labels are int64 in
 - ``cifar10n``, ``cifar100n``: CIFAR with the CIFAR-N human labels (``noise=``), the
   original labels kept as ``y_clean_train``.
 - ``npz:PATH``: your own arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``;
-  optional ``y_clean`` (clean labels of the rows of ``x``: real label noise) and
+  optional ``y_clean`` (clean labels of the rows of ``x``: real label noise; without a test
+  split, the held-out 20% are labelled with them, so test accuracy is clean accuracy) and
   ``hardness`` (a reference hardness of those rows, higher = harder). Images may be
   channels-first ``(N, C, H, W)`` or channels-last ``(N, H, W, C)`` (``image_layout``).
 
@@ -269,6 +270,8 @@ def load_npz(path: str | Path, layout: str = "auto") -> Dataset:
     else:  # the same split as splitting x and y themselves; per-row arrays follow their rows
         rows, rows_te, y_tr, y_te = _stratified_split(np.arange(n), arrays["y"])
         x_tr, x_te = arrays["x"][rows], arrays["x"][rows_te]
+        if "y_clean" in arrays.files:  # the held-out rows measure clean accuracy: their clean labels
+            y_te = np.asarray(arrays["y_clean"])[rows_te]
     last, note = image_layout(np.shape(x_tr), layout)
     if last:
         x_tr, x_te = (np.asarray(a).transpose(0, 3, 1, 2) if np.ndim(a) == 4 else a for a in (x_tr, x_te))
@@ -279,9 +282,9 @@ def load_npz(path: str | Path, layout: str = "auto") -> Dataset:
         if key in arrays.files:
             values = np.asarray(arrays[key])
             if values.shape != (n,) or not np.isfinite(values.astype(float)).all():
-                raise ValueError(f"{path}: {key!r} must be {n} finite values, one per row of x; got shape {values.shape}")
+                raise DataError(f"{path}: {key!r} must be {n} finite values, one per row of x; got shape {values.shape}")
             if key == "y_clean" and (values.astype(np.int64) != values).any():
-                raise ValueError(f"{path}: 'y_clean' must hold integer class labels")
+                raise DataError(f"{path}: 'y_clean' must hold integer class labels")
             extra[field] = torch.as_tensor(values[rows].astype(np.int64 if key == "y_clean" else np.float32), dtype=dtype)
     return replace(data, **extra) if extra else data
 

@@ -12,7 +12,7 @@ from bench import data as bench_data
 from bench import registry
 from bench.data import Dataset, DatasetNotFound, load_cifar_n, load_cifar_n_labels, load_dataset, with_cscores
 from bench.engine import Engine
-from bench.errors import UnknownName
+from bench.errors import DataError, UnknownName
 from bench.inject import most_confused
 from bench.metrics import agreement_metrics
 from bench.recipes import Recipe
@@ -80,7 +80,7 @@ def _row_ids(x_train, raw):
 def test_npz_per_row_arrays_are_checked(tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, x=np.zeros((10, 2)), y=np.arange(10) % 2, y_clean=np.arange(9) % 2)
-    with pytest.raises(ValueError, match="y_clean.*one per row"):
+    with pytest.raises(DataError, match="y_clean.*one per row"):
         load_dataset(f"npz:{path}")
 
 
