@@ -67,3 +67,16 @@ def test_a_headless_browser_opens_the_page_and_sorts_a_table(site, tmp_path):
         assert got_table == table and sorted(got) == sorted(rows)
         assert got == sorted(rows, key=str.lower, reverse=order == "desc")
     assert f'data-sorted="0:desc"' in dom(f"#sort={table}:0:desc")
+
+
+def test_plots_are_byte_identical_when_their_data_are(tmp_path):
+    import numpy as np
+
+    from bench.leaderboard import _save_figure
+    from bench.tracks.detection import _heatmap
+
+    matrix = np.array([[0.9, 0.5], [0.4, np.nan]])
+    for name in ("a.png", "b.png"):
+        _save_figure(_heatmap(matrix, ["m1", "m2"], ["t1", "t2"]), tmp_path / name)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert b"Date" not in (tmp_path / "a.png").read_bytes()
