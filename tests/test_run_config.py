@@ -167,8 +167,9 @@ def test_a_damaged_record_is_reported_and_computed_again(tmp_path, caplog):
     assert len(np.load(scores)["scores"]) > 0
 
 
-def _imports(path: Path, package: str) -> set[str]:
-    """The project modules a file imports, at any depth of its code."""
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The project modules a file imports, at any depth of its code: ``from a import b`` counts
+    as importing the module ``a.b`` where that is one, else ``a``."""
     module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
     parent = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
@@ -180,16 +181,14 @@ def _imports(path: Path, package: str) -> set[str]:
             for _ in range(max(0, node.level - 1)):
                 base = base.rpartition(".")[0]
             source = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
-            found.add(source)
-            found |= {f"{source}.{a.name}" for a in node.names}
-    return {m for m in found if m.split(".")[0] in package}
+            found |= {f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names}
+    return found & modules
 
 
 def test_no_import_circle():
     files = [*ROOT.glob("bench/**/*.py"), *ROOT.glob("methods/*.py")]
     names = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f for f in files}
-    graph = {name: {m for m in _imports(path, ("bench", "methods")) if m in names and m != name}
-             for name, path in names.items()}
+    graph = {name: _imports(path, set(names)) - {name} for name, path in names.items()}
     state: dict[str, int] = {}
 
     def visit(node, trail):
