@@ -161,3 +161,38 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
     result.dynamics = recorder.result() if recorder else None
     result.eval_dynamics = eval_recorder.result() if eval_recorder else None
     return result
+
+
+@torch.no_grad()
+def fold_model_predict(states, fold: np.ndarray, recipe: Recipe, input_shape, num_classes: int, x: torch.Tensor,
+                       rows, repeat: int = 0, pool_rows: np.ndarray | None = None) -> torch.Tensor:
+    """Out-of-sample softmax probabilities (N, C) of the K-fold models on inputs ``x``: each
+    input is scored by the fold model of partition ``repeat`` that held its row out.
+
+    ``states``: the ``states`` of a folds part's ``fold_models.pt`` (``states[repeat][f]``
+    the state dict of the model trained without fold f); ``fold``: its ``folds.npz`` ``fold``
+    array (R, N_pool), indexed by pool position; ``rows``: the train-split rows of ``x``.
+    ``pool_rows``: the train-split row of each pool position (``fold_models.pt``'s
+    ``pool_rows``); None when the pool is the whole train split in order (rows = positions).
+    A row outside the pool raises: no fold model held it out."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if pool_rows is None:
+        positions = rows
+        missing = (rows < 0) | (rows >= fold.shape[1])
+    else:
+        pool_rows = np.asarray(pool_rows, dtype=np.int64)
+        order = np.argsort(pool_rows)
+        at = np.searchsorted(pool_rows, rows, sorter=order).clip(0, len(pool_rows) - 1)
+        positions = order[at]
+        missing = pool_rows[positions] != rows
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} rows are not in the pool the fold models were trained on, "
+                         f"e.g. {rows[missing][:5].tolist()}")
+    assigned = fold[repeat, positions]
+    model = recipe.build(tuple(input_shape), num_classes).to(x.device).eval()
+    probs = torch.empty(len(rows), num_classes, device=x.device)
+    for f in np.unique(assigned):
+        model.load_state_dict(states[repeat][int(f)])
+        where = torch.as_tensor(np.flatnonzero(assigned == f), device=x.device)
+        probs[where] = torch.softmax(predict_logits(model, x[where]).float(), 1)
+    return probs
