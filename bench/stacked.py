@@ -38,15 +38,25 @@ def can_stack(recipe: Recipe, input_shape, num_classes: int) -> bool:
     return recipe.augment == "none" and not any(True for _ in probe.buffers())
 
 
+#: on the CPU, stacking pays for MLPs up to about this many parameters: 15 K-fold models of the
+#: digits recipe (2 epochs, one thread) train 3.0x faster stacked at 2.4k parameters, 2.5x at 9k,
+#: 1.7x at 26k, 0.8x at 85k (the digits MLP 256-256): larger models are compute-bound, and a
+#: batched matrix product is no faster than the same products one after another
+CPU_STACK_MAX_PARAMS = 40_000
+
+
 def stacking_pays(recipe: Recipe, input_shape, num_classes: int, device: torch.device) -> bool:
-    """Whether to train stacked: when it can, and the model has no convolution or runs on CUDA.
-    On the CPU, vmap turns M convolutions into one grouped convolution, which oneDNN runs
-    2-3x slower than the M convolutions one after another (LeNet-5, 15 models, batch 128:
-    measured in tests/benchmarks/test_stacked_speed.py), while MLPs, dispatch-bound, gain."""
+    """Whether to train stacked: when it can and runs on CUDA, or, on the CPU, for small MLPs
+    (``CPU_STACK_MAX_PARAMS``). On the CPU, vmap turns M convolutions into one grouped
+    convolution, which oneDNN runs 2-3x slower than the M convolutions one after another
+    (LeNet-5, 15 models, batch 128: tests/benchmarks/test_stacked_speed.py)."""
     if not can_stack(recipe, input_shape, num_classes):
         return False
+    if device.type == "cuda":
+        return True
     probe = recipe.build(tuple(input_shape), num_classes)
-    return device.type == "cuda" or not any(isinstance(m, torch.nn.Conv2d) for m in probe.modules())
+    return (not any(isinstance(m, torch.nn.Conv2d) for m in probe.modules())
+            and sum(p.numel() for p in probe.parameters()) <= CPU_STACK_MAX_PARAMS)
 
 
 def train_models(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, rows: list[np.ndarray],

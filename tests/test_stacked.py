@@ -81,7 +81,8 @@ def test_stacked_lenet_held_out_probabilities_match():
 
 def test_stacking_is_chosen_for_mlps_not_cpu_convolutions():
     cpu = torch.device("cpu")
-    assert stacking_pays(MLP, (64,), 10, cpu)
+    assert stacking_pays(MLP, (64,), 10, cpu)  # 2.4k parameters
+    assert not stacking_pays(replace(MLP, model_kwargs={"hidden": [256, 256]}), (64,), 10, cpu)
     assert not stacking_pays(Recipe(model="lenet"), (1, 28, 28), 10, cpu)
     assert stacking_pays(Recipe(model="lenet"), (1, 28, 28), 10, torch.device("cuda"))
     assert not stacking_pays(Recipe(model="cnn", augment="crop"), (1, 28, 28), 10, torch.device("cuda"))
