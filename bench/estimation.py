@@ -178,11 +178,11 @@ class Estimator:
     def _train_folds(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
         """K-fold cross-fitting, ``recipe.fold_repeats`` times: every sample's probabilities
         come from a model that never trained on it. Fold models record nothing; they train
-        together where that pays (``bench.stacked.train_models``), each with its own seed and
+        together where that pays (``bench.train.train_models``), each with its own seed and
         data order. Their state dicts are kept in ``fold_models.pt`` (``states[r][f]``: the
         model of partition r trained without fold f; ``pool_rows``: the train-split row of each
         pool position), read by ``bench.train.fold_model_predict``."""
-        from .stacked import train_models
+        from .train import train_models
 
         y = pool.y.cpu().numpy()
         smallest = int(np.bincount(y, minlength=pool.num_classes).min())
@@ -218,8 +218,8 @@ class Estimator:
     def _train_early(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
         """``recipe.early_runs`` runs from fresh seeds, each stopped after the early epoch
         with the learning rate it would have had in a full run (trained together where that
-        pays, ``bench.stacked.train_models``)."""
-        from .stacked import train_models
+        pays, ``bench.train.train_models``)."""
+        from .train import train_models
 
         runs = self.recipe.early_runs
         with timed(self.device) as clock:

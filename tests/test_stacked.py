@@ -1,4 +1,4 @@
-"""Models trained together (``bench.stacked``) equal models trained one at a time; the
+"""Models trained together (``bench.train.train_models``) equal models trained one at a time; the
 K-fold part keeps its fold models and ``fold_model_predict`` reproduces its out-of-sample
 probabilities."""
 from dataclasses import replace
@@ -11,7 +11,7 @@ from bench import store as st
 from bench.data import Dataset, load_dataset
 from bench.estimation import Estimator
 from bench.recipes import Recipe
-from bench.stacked import stacking_pays, train_models
+from bench.train import stacking_pays, train_models
 from bench.store import Store
 from bench.train import fold_model_predict, predict_logits, train
 

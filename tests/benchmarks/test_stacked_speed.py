@@ -2,7 +2,7 @@
 ``python -m pytest tests/benchmarks/test_stacked_speed.py --benchmark-enable``), each a ratio of
 minimum times measured in one run, on one thread (CPU time; see ``_timing``):
 
-- K-fold models trained together (``bench.stacked.train_models``, stacked) vs one after another,
+- K-fold models trained together (``bench.train.train_models``, stacked) vs one after another,
   15 models (5 folds x 3 repeats) as the K-fold part trains them: the digits MLP (2 epochs) and
   a small MLP (hidden 32) on digits and the MNIST recipe's LeNet-5 (1024 random 28x28 images, 1
   epoch). ``stacking_pays`` must pick the faster: measured on a shared 2-core CPU, the small MLP
@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from bench.data import load_dataset
 from bench.models import build_model
 from bench.recipes import RECIPES
-from bench.stacked import stacking_pays, train_models
+from bench.train import stacking_pays, train_models
 from bench.train import train
 from methods.gradients import per_sample_grad_norms
 from methods_support import single_thread
