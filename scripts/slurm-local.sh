@@ -5,7 +5,7 @@
 # this host (its short hostname, its cores and memory; one partition "local"), starts munged,
 # slurmctld and slurmd, and waits until the node is idle. Idempotent: daemons already running
 # are left alone. Everything lives under $SLURM_LOCAL_DIR (default /tmp/slurm-local): config,
-# state, spool and logs. `scripts/slurm-local.sh stop` ends the daemons it started.
+# state, spool and logs. `scripts/slurm-local.sh stop` ends the daemons it started (munged too).
 #
 # Exit status 0: `sinfo` shows the node idle. Anything else: the last lines of the logs say why.
 set -euo pipefail
@@ -19,14 +19,18 @@ stop() {
         [ -f "$DIR/$name.pid" ] && kill "$(cat "$DIR/$name.pid")" 2>/dev/null || true
         rm -f "$DIR/$name.pid"
     done
+    if [ -f "$DIR/munged.started" ]; then  # only a munged this script started
+        as_root kill "$(cat /run/munge/munged.pid 2>/dev/null || echo 0)" 2>/dev/null || true
+        rm -f "$DIR/munged.started"
+    fi
 }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 if [ "${1:-start}" = stop ]; then
     stop
     exit 0
 fi
-
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
     echo "installing slurm-wlm and munge" >&2
@@ -40,8 +44,9 @@ CPUS=$(nproc)
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
 USER_NAME=$(id -un)
 
-# munge: one key, one daemon (its default socket is what slurm's auth/munge talks to)
-if ! pgrep -x munged >/dev/null; then
+# munge: one key, one daemon (its default socket is what slurm's auth/munge talks to). Daemons are
+# checked by asking them, not by process name: a daemon just ended lingers as a zombie of that name.
+if ! munge -n >/dev/null 2>&1; then
     as_root mkdir -p /etc/munge /var/run/munge /var/log/munge /var/lib/munge
     if [ ! -s /etc/munge/munge.key ]; then
         as_root sh -c 'dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null'
@@ -54,6 +59,7 @@ if ! pgrep -x munged >/dev/null; then
         as_root chmod 0400 /etc/munge/munge.key
         as_root munged --force
     fi
+    mkdir -p "$DIR" && touch "$DIR/munged.started"
 fi
 
 cat > "$CONF" <<EOF
@@ -86,8 +92,8 @@ NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=local Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 
-pgrep -x slurmctld >/dev/null || as_root env SLURM_CONF="$CONF" slurmctld -c
-pgrep -x slurmd >/dev/null || as_root env SLURM_CONF="$CONF" slurmd -c
+scontrol ping 2>/dev/null | grep -q UP || as_root env SLURM_CONF="$CONF" slurmctld -c
+ps -C slurmd -o stat= | grep -qv Z || as_root env SLURM_CONF="$CONF" slurmd -c
 
 for _ in $(seq 60); do
     if sinfo -h -N -o '%t' 2>/dev/null | grep -qx 'idle'; then
