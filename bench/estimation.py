@@ -202,7 +202,13 @@ class Estimator:
 
     def _train_folds(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
         """K-fold cross-fitting, ``recipe.fold_repeats`` times: every sample's probabilities
-        come from a model that never trained on it. Fold models record nothing."""
+        come from a model that never trained on it. Fold models record nothing; they train
+        together where that pays (``bench.train.train_models``), each with its own seed and
+        data order. Their state dicts are kept in ``fold_models.pt`` (``states[r][f]``: the
+        model of partition r trained without fold f; ``pool_rows``: the train-split row of each
+        pool position), read by ``bench.train.fold_model_predict``."""
+        from .train import train_models
+
         y = pool.y.cpu().numpy()
         smallest = int(np.bincount(y, minlength=pool.num_classes).min())
         k = min(self.recipe.folds, smallest)
@@ -212,29 +218,40 @@ class Estimator:
         probs = np.zeros((repeats, len(y), pool.num_classes), dtype=np.float32)
         fold = np.zeros((repeats, len(y)), dtype=np.int64)
         fold_recipe = replace(self.recipe, checkpoints=1, epochs=self.recipe.fold_epochs or self.recipe.epochs)
+        splits, seeds = [], []
+        for r in range(repeats):
+            splitter = StratifiedKFold(k, shuffle=True, random_state=derived_seed(FOLD_STREAM, seed, r))
+            for f, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
+                splits.append((r, f, train_idx, held_idx))
+                seeds.append(derived_seed(FOLD_STREAM, seed, r, f))
         with timed(self.device) as clock:
-            for r in range(repeats):
-                splitter = StratifiedKFold(k, shuffle=True, random_state=derived_seed(FOLD_STREAM, seed, r))
-                for f, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
-                    train_idx = torch.as_tensor(train_idx, device=pool.x.device)
-                    held_idx_t = torch.as_tensor(held_idx, device=pool.x.device)
-                    model = train(fold_recipe, pool.x[train_idx], pool.y[train_idx], pool.num_classes,
-                                  seed=derived_seed(FOLD_STREAM, seed, r, f), record=False).model
-                    probs[r, held_idx] = torch.softmax(predict_logits(model, pool.x[held_idx_t]).float(), 1).cpu().numpy()
-                    fold[r, held_idx] = f
+            states = train_models(fold_recipe, pool.x, pool.y, pool.num_classes, [s[2] for s in splits], seeds)
+            model = fold_recipe.build(tuple(pool.x.shape[1:]), pool.num_classes).to(pool.x.device).eval()
+            for (r, f, _, held_idx), state in zip(splits, states):
+                model.load_state_dict(state)
+                held = torch.as_tensor(held_idx, device=pool.x.device)
+                probs[r, held_idx] = torch.softmax(predict_logits(model, pool.x[held]).float(), 1).cpu().numpy()
+                fold[r, held_idx] = f
         folder = self.folder(pool, seed, "folds")
         st.write_npz(folder / "folds.npz", probs=probs, fold=fold)
+        nested = [[states[r * k + f] for f in range(k)] for r in range(repeats)]
+        st.atomic_write(folder / "fold_models.pt",
+                        lambda tmp: torch.save({"states": nested, "pool_rows": torch.as_tensor(
+                            np.arange(len(y)) if pool.rows is None else np.asarray(pool.rows))}, tmp))
         self._write_meta(pool, seed, "folds", clock.seconds, k=k)
 
     def _train_early(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
         """``recipe.early_runs`` runs from fresh seeds, each stopped after the early epoch
-        with the learning rate it would have had in a full run."""
-        states = []
+        with the learning rate it would have had in a full run (trained together where that
+        pays, ``bench.train.train_models``)."""
+        from .train import train_models
+
+        runs = self.recipe.early_runs
         with timed(self.device) as clock:
-            for k in range(self.recipe.early_runs):
-                result = train(self.recipe, pool.x, pool.y, pool.num_classes, derived_seed(EARLY_STREAM, seed, k),
-                               record=False, stop_after=self.recipe.early_epoch)
-                states.append({k: v.detach().to("cpu", copy=True) for k, v in result.model.state_dict().items()})
+            rows = [np.arange(len(pool))] * runs
+            states = train_models(self.recipe, pool.x, pool.y, pool.num_classes, rows,
+                                  [derived_seed(EARLY_STREAM, seed, k) for k in range(runs)],
+                                  stop_after=self.recipe.early_epoch)
         folder = self.folder(pool, seed, "early")
         st.atomic_write(folder / "early.pt", lambda tmp: torch.save(states, tmp))
         self._write_meta(pool, seed, "early", clock.seconds, runs=len(states), epoch=self.recipe.early_epoch)

@@ -25,21 +25,27 @@ def _detached_state(module: torch.nn.Module):
     return params, buffers
 
 
-def linear_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-    """Exact per-sample gradient norms when every parameter sits in an ``nn.Linear`` applied
-    once to (B, D) inputs (MLPs): for a layer z = W a + b, grad_W = delta a^T, so
-    ||grad_W||^2 = ||delta||^2 ||a||^2 and ||grad_b||^2 = ||delta||^2 (Goodfellow 2015).
-    One batched backward of the summed loss gives every sample's delta, because in eval
-    mode samples do not interact. Returns None for any other architecture."""
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if sum(p.numel() for m in linears for p in m.parameters()) != sum(p.numel() for p in model.parameters()):
+def closed_form_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                           layers=(torch.nn.Linear, torch.nn.Conv2d)) -> torch.Tensor | None:
+    """Exact per-sample gradient norms when every parameter sits in one of ``layers``, each
+    applied once: for a linear layer z = W a + b on (B, D) inputs, grad_W = delta a^T, so
+    ||grad_W||^2 = ||delta||^2 ||a||^2 and ||grad_b||^2 = ||delta||^2 (Goodfellow 2015); for a
+    convolution (groups 1), grad_W = delta U^T with U the unfolded input patches (C k k, L) and
+    delta the output gradient (O, L) over the L output positions, formed per sample by one
+    batched matrix product, and grad_b = delta summed over positions. One batched backward of
+    the summed loss gives every sample's delta, because in eval mode samples do not interact.
+    Returns None for any other architecture (batch norm, grouped convolutions, ...)."""
+    modules = [m for m in model.modules() if isinstance(m, layers)]
+    if any(isinstance(m, torch.nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros") for m in modules):
+        return None
+    if sum(p.numel() for m in modules for p in m.parameters()) != sum(p.numel() for p in model.parameters()):
         return None
     calls = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0], out))) for m in linears]
+    hooks = [m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0], out))) for m in modules]
     try:
         with torch.enable_grad():
             loss = F.cross_entropy(model(x), y, reduction="sum")
-            if len(calls) != len(linears) or any(a.ndim != 2 for _, a, _ in calls):
+            if len(calls) != len(modules) or any(isinstance(m, torch.nn.Linear) and a.ndim != 2 for m, a, _ in calls):
                 return None
             deltas = torch.autograd.grad(loss, [out for _, _, out in calls])
     finally:
@@ -47,19 +53,50 @@ def linear_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) 
             hook.remove()
     sq = torch.zeros(len(y), dtype=x.dtype, device=x.device)
     for (module, a, _), delta in zip(calls, deltas):
-        delta_sq = delta.pow(2).sum(1)
-        sq += delta_sq * a.detach().pow(2).sum(1) + (delta_sq if module.bias is not None else 0)
+        a = a.detach()
+        if isinstance(module, torch.nn.Conv2d):
+            patches = F.unfold(a.contiguous(), module.kernel_size, module.dilation, module.padding, module.stride)  # (B, Ckk, L)
+            delta = delta.flatten(2)  # (B, O, L)
+            sq += torch.bmm(delta, patches.transpose(1, 2)).pow(2).sum((1, 2))
+            if module.bias is not None:
+                sq += delta.sum(2).pow(2).sum(1)
+        else:
+            delta_sq = delta.pow(2).sum(1)
+            sq += delta_sq * a.pow(2).sum(1) + (delta_sq if module.bias is not None else 0)
     return sq.sqrt()
 
 
+def linear_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """``closed_form_grad_norms`` for models made of ``nn.Linear`` layers only (MLPs); None otherwise."""
+    return closed_form_grad_norms(model, x, y, layers=(torch.nn.Linear,))
+
+
+def _closed_form_chunk(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Samples per chunk of the closed form: its largest per-sample temporaries are the
+    unfolded patches of each convolution (C k k x L values), held to GRADIENT_BUDGET; 8192 for MLPs."""
+    per_sample = [0]
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out: per_sample.append(mod.weight[0].numel() * out[0, 0].numel()))
+        for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 8192 if max(per_sample) == 0 else max(1, min(8192, GRADIENT_BUDGET // sum(per_sample)))
+
+
 def per_sample_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                          chunk_size: int | None = None, exact_linear: bool = True) -> torch.Tensor:
+                          chunk_size: int | None = None, closed_form: bool = True) -> torch.Tensor:
     """|| grad_theta CE(f(x_i; theta), y_i) ||_2 over all parameters, for every sample i
-    (the model in eval mode): by the closed form of ``linear_grad_norms`` for MLPs, else
-    by ``vmap(grad(...))`` over ``functional_call``."""
+    (the model in eval mode): by the closed form of ``closed_form_grad_norms`` for MLPs and
+    plain CNNs (linear and convolution layers only), else by ``vmap(grad(...))`` over
+    ``functional_call``."""
     model.eval()
-    if exact_linear:
-        fast = [linear_grad_norms(model, x[a:b], y[a:b]) for a, b in chunks(len(y), 8192)]
+    if closed_form and len(y):
+        size = chunk_size or _closed_form_chunk(model, x)
+        fast = [closed_form_grad_norms(model, x[a:b], y[a:b]) for a, b in chunks(len(y), size)]
         if all(f is not None for f in fast):
             return torch.cat(fast).detach()
     params, buffers = _detached_state(model)
@@ -92,7 +129,7 @@ def grand(ctx):
     """GraNd (Paul et al. 2021): (1/K) sum_k || grad_theta CE(f(x; theta_k), y) ||_2 over all parameters, theta_k
     the k-th of K = ctx.recipe.early_runs networks trained independently from fresh initialisations up
     to the early epoch t = ctx.early_epoch (10% of training), in eval mode (ctx.early_models); exact
-    per-sample gradients (closed form for MLPs, else vmap(grad)).
+    per-sample gradients (closed form for MLPs and plain CNNs, else vmap(grad)).
 
     Variant: the paper's early-training score averaged over independent initialisations (the paper
     also reads GraNd at initialisation, epoch 0; here the early epoch, as for EL2N). Deviation:
@@ -316,22 +353,18 @@ def curvature(ctx, n_probes: int = 10, h: float = 1e-3):
 
 
 def last_layer_grad_sq_norms(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """|| grad_{W,b} CE(head(embed(x_i)), y_i) ||^2 over the head's parameters, per sample (vmap(grad))."""
-    head = model.head
-    params, buffers = _detached_state(head)
-
-    def sample_loss(p, feature, yi):
-        return F.cross_entropy(functional_call(head, (p, buffers), (feature.unsqueeze(0),)), yi.unsqueeze(0))
-
-    def squared_norm(p, feature, yi):
-        return sum(g.pow(2).sum() for g in grad(sample_loss)(p, feature, yi).values())
-
-    batched = vmap(squared_norm, in_dims=(None, 0, 0))
-    out = []
+    """|| grad_{W,b} CE(head(embed(x_i)), y_i) ||^2 over the head's parameters, per sample, in
+    closed form: the head is linear, z = W a + b, and dCE/dz = softmax(z) - onehot(y) = delta,
+    so ||grad_W||^2 + ||grad_b||^2 = ||delta||^2 (||a||^2 + 1) (no + 1 without a bias)."""
+    out = torch.empty(len(y), device=x.device)
+    bias = 1.0 if model.head.bias is not None else 0.0
     with torch.no_grad():
         for a, b in chunks(len(y), batch_size):
-            out.append(batched(params, model.embed(x[a:b]), y[a:b]))
-    return torch.cat(out)
+            features = model.embed(x[a:b])
+            delta = torch.softmax(model.head(features).float(), 1)
+            delta[torch.arange(b - a, device=x.device), y[a:b]] -= 1
+            out[a:b] = delta.pow(2).sum(1) * (features.pow(2).sum(1) + bias)
+    return out
 
 
 @register(higher_is_harder=True, needs={"checkpoints"}, family="gradients",

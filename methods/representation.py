@@ -12,7 +12,7 @@ from bench import register
 from bench.dynamics import margins
 from bench.train import predict_logits
 
-from ._common import chunks, layer_representations
+from ._common import chunks, layer_chunks, layer_representations
 from .gradients import vog_epochs  # the evenly spaced checkpoints, without the added early epoch
 
 
@@ -60,16 +60,26 @@ def neighbours_excluding_self(features: np.ndarray, k: int, support: np.ndarray 
     entries at a time; ties go to the smaller index."""
     x = torch.as_tensor(np.asarray(features, dtype=np.float32))
     support_ids = torch.arange(len(x)) if support is None else torch.as_tensor(np.asarray(support))
-    s = x[support_ids]
-    k = min(k, len(s) - 1)
-    s_sq = s.pow(2).sum(1)
-    out = []
-    for a, b in chunks(len(x), max(1, DISTANCE_BUDGET // len(s))):
-        q = x[a:b]
-        d = q.pow(2).sum(1, keepdim=True) - 2 * q @ s.T + s_sq
-        d[torch.arange(a, b)[:, None] == support_ids[None, :]] = torch.inf
-        out.append(support_ids[d.topk(k, dim=1, largest=False, sorted=True).indices])
-    return torch.cat(out).numpy()
+    search = SupportSearch(x[support_ids], support_ids, k)
+    return torch.cat([search.neighbours(x[a:b], torch.arange(a, b))
+                      for a, b in chunks(len(x), search.query_chunk)]).numpy()
+
+
+class SupportSearch:
+    """Exact k-nearest-neighbour search among fixed support rows (features ``s``, ids
+    ``support_ids``), for queries given chunk by chunk with their own ids: a query is never
+    its own neighbour (same id), and ties go to the smaller support position."""
+
+    def __init__(self, s: torch.Tensor, support_ids: torch.Tensor, k: int):
+        self.s, self.support_ids = s, support_ids
+        self.k = min(k, len(s) - 1)
+        self.s_sq = s.pow(2).sum(1)
+        self.query_chunk = max(1, DISTANCE_BUDGET // len(s))  # queries per distance block
+
+    def neighbours(self, q: torch.Tensor, query_ids: torch.Tensor) -> torch.Tensor:
+        d = q.pow(2).sum(1, keepdim=True) - 2 * q @ self.s.T + self.s_sq
+        d[query_ids[:, None] == self.support_ids[None, :]] = torch.inf
+        return self.support_ids[d.topk(self.k, dim=1, largest=False, sorted=True).indices]
 
 
 def knn_disagreement_scores(representation: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
@@ -95,7 +105,10 @@ def knn_probe_predictions(features: np.ndarray, y: np.ndarray, num_classes: int,
                           support: np.ndarray | None = None) -> np.ndarray:
     """Majority label among each sample's k nearest other samples of ``support`` (default all;
     ties: the smallest class)."""
-    neighbours = neighbours_excluding_self(features, k, support)
+    return majority_label(neighbours_excluding_self(features, k, support), y, num_classes)
+
+
+def majority_label(neighbours: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
     votes = (y[neighbours][:, :, None] == np.arange(num_classes)).sum(axis=1)
     return votes.argmax(axis=1)
 
@@ -133,12 +146,28 @@ def prediction_depth(ctx, k: int = 30):
     support and the scored set); feature maps wider than 4096 values are average-pooled spatially
     before the probe, and pools larger than PROBE_SUPPORT = 8192 samples fit the probes on a
     seeded random subset of that many (every sample is still scored), to keep k-NN affordable."""
-    layers = [_as_numpy(h) for h in layer_representations(ctx.final_model, ctx.x)]
     final_pred = _as_numpy(ctx.final_logits.argmax(dim=1))
     n = len(final_pred)
     support = (None if n <= PROBE_SUPPORT
                else np.sort(np.random.default_rng([ctx.seed, 0xDE97]).choice(n, PROBE_SUPPORT, replace=False)))
-    return prediction_depths(layers, _as_numpy(ctx.y), final_pred, ctx.num_classes, k, support).astype(float)
+    return streamed_prediction_depths(ctx.final_model, ctx.x, _as_numpy(ctx.y), final_pred, ctx.num_classes, k,
+                                      support).astype(float)
+
+
+def streamed_prediction_depths(model, x: torch.Tensor, y: np.ndarray, final_pred: np.ndarray, num_classes: int,
+                               k: int = 30, support: np.ndarray | None = None) -> np.ndarray:
+    """``prediction_depths`` of ``layer_representations(model, x)`` without holding every
+    layer of every sample: the support's layers are computed once, the queries' layer by
+    layer in chunks (one forward pass each), so memory is the support's representations plus
+    one chunk (LeNet, full MNIST: 0.6 GB of layers no longer held)."""
+    support_ids = torch.arange(len(y)) if support is None else torch.as_tensor(np.asarray(support))
+    searches = [SupportSearch(h.float(), support_ids, k) for h in layer_representations(model, x[support_ids])]
+    probes = np.empty((len(y), len(searches)), dtype=np.int64)
+    for a, b, layers in layer_chunks(model, x, batch_size=searches[0].query_chunk):
+        ids = torch.arange(a, b)
+        for layer, (h, search) in enumerate(zip(layers, searches)):
+            probes[a:b, layer] = majority_label(search.neighbours(h.float().cpu(), ids).numpy(), y, num_classes)
+    return depth_from_agreement(probes == final_pred[:, None])
 
 
 def sphere_class_radii(represent, x: torch.Tensor, y: torch.Tensor, num_classes: int, chunk: int = 1024) -> torch.Tensor:

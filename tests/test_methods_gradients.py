@@ -278,7 +278,7 @@ def test_closed_form_linear_norms_equal_vmap_grad_and_fall_back_for_convolutions
     mlp = build_model("mlp", (6,), 4, hidden=[8, 5]).eval()
     x, y = torch.randn(11, 6), torch.randint(0, 4, (11,))
     closed = per_sample_grad_norms(mlp, x, y)
-    np.testing.assert_allclose(closed, per_sample_grad_norms(mlp, x, y, exact_linear=False), rtol=1e-5)
+    np.testing.assert_allclose(closed, per_sample_grad_norms(mlp, x, y, closed_form=False), rtol=1e-5)
     np.testing.assert_allclose(closed, loop_grad_norms(mlp, x, y).detach(), rtol=1e-5)
     cnn = build_model("cnn", (1, 6, 6), 4, width=2).eval()
     assert linear_grad_norms(cnn, torch.randn(3, 1, 6, 6), torch.tensor([0, 1, 2])) is None

@@ -225,8 +225,58 @@ def _helper_probe(name, d=16, k=30, num_classes=10):
     return probe
 
 
+def _mnist_context(n):
+    """A context shaped as a full-MNIST run of the MNIST recipe (LeNet-5; 60,000 28x28 inputs):
+    every part a method may read, at its real size, from untrained LeNet states (memory does
+    not depend on the weights' values) and synthetic dynamics and fold probabilities."""
+    from bench.context import FoldPredictions
+    from bench.recipes import RECIPES
+    from methods_support import dynamics_from, make_context
+
+    recipe = RECIPES["mnist"]
+    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+    torch.manual_seed(0)
+    states = [recipe.build((1, 28, 28), 10).state_dict() for _ in range(len(recipe.checkpoint_epochs()))]
+    checkpoints = dict(zip(recipe.checkpoint_epochs(), states))
+    early = [recipe.build((1, 28, 28), 10).state_dict() for _ in range(recipe.early_runs)]
+    p_y = rng.uniform(size=(n, recipe.epochs)).astype(np.float32)
+    dynamics = dynamics_from(p_y=p_y, margin=rng.normal(size=(n, recipe.epochs)))
+    probs = rng.dirichlet(np.ones(10), size=(recipe.fold_repeats, n)).astype(np.float32)
+    folds = FoldPredictions(probs, rng.integers(0, recipe.folds, (recipe.fold_repeats, n)))
+    return make_context(x, y, 10, recipe=recipe, dynamics=dynamics, checkpoints=checkpoints, early_runs=early,
+                        folds=folds, lrs=np.full(recipe.epochs, recipe.lr))
+
+
+def _mnist_method_probe(name):
+    def probe(n):
+        import time
+
+        from bench.registry import get_method, load_builtin_methods
+
+        load_builtin_methods()
+        ctx = _mnist_context(n)
+
+        def call():
+            start = time.process_time()  # CPU time, one thread: what a shared machine cannot inflate
+            scores = np.asarray(get_method(name).fn(ctx))
+            assert scores.shape == (n,)
+            return {"seconds": time.process_time() - start}
+        return call
+    return probe
+
+
+def _all_methods():
+    from bench.registry import list_methods, load_builtin_methods
+
+    load_builtin_methods()
+    return list_methods()
+
+
 PROBES = {"recorder": _recorder_probe, "layer_representations": _layers_probe,
           **{name: _method_probe(name) for name in ("prediction_depth", "knn_disagreement", "prototypicality")},
+          **{f"mnist:{name}": _mnist_method_probe(name) for name in _all_methods()},
           **{name: _helper_probe(name) for name in ("neighbours_excluding_self", "knn_probe_predictions",
                                                     "knn_disagreement_scores", "cosine_to_class_mean",
                                                     "full_distances")}}
@@ -347,3 +397,19 @@ def test_numpy_helpers_grow_linearly_traced():
           f"{cos_big / cos_small:.2f}); k-NN votes: {votes_small / MB:.2f} -> {votes_big / MB:.2f} MB "
           f"(ratio {votes_big / votes_small:.2f})")
     assert cos_big / cos_small <= LINEAR and votes_big / votes_small <= LINEAR
+
+
+# ---- (d) every method on full MNIST ---------------------------------------------------------------
+N_MNIST = int(os.environ.get("HARDBENCH_MEMORY_N", 60_000))
+METHOD_LIMIT = 300 * MB
+
+
+@pytest.mark.parametrize("name", _all_methods())
+def test_method_memory_on_full_mnist(rss_peak, name):
+    """Each method scored on a full-MNIST-shaped run (``_mnist_context``) in a fresh process: the
+    peak RSS growth over the process's resting size (inputs, states, dynamics and fold
+    probabilities loaded, one warm-up call on 64 samples done) is at most 300 MB."""
+    m = subprocess_peak(f"mnist:{name}", N_MNIST)
+    print(f"\n{name}: N={N_MNIST}, peak RSS growth {m['peak'] / MB:.0f} MB, held after {m['held'] / MB:.0f} MB, "
+          f"{m['seconds']:.1f} s CPU (one thread)")
+    assert m["peak"] <= METHOD_LIMIT, f"{name} grew the RSS by {m['peak'] / MB:.0f} MB (> 300 MB)"

@@ -80,7 +80,7 @@ def test_grand_vectorised_vs_per_sample_loop(benchmark, digits_run):
     vectorised, baseline_s, outputs = interleaved(
         benchmark, lambda: per_sample_grad_norms(model, x, y),  # the MLP takes the closed form
         {"loop": lambda: loop_grad_norms(model, x[:m], y[:m]).detach(),
-         "vmap": lambda: per_sample_grad_norms(model, x, y, exact_linear=False)}, rounds=5)
+         "vmap": lambda: per_sample_grad_norms(model, x, y, closed_form=False)}, rounds=5)
     np.testing.assert_allclose(vectorised[:m], outputs["loop"], rtol=1e-4)
     np.testing.assert_allclose(outputs["vmap"], vectorised, rtol=1e-3, atol=1e-6)
 
