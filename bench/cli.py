@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("export", help="stored results as a tidy CSV")
-    p.add_argument("--out", default="-", help="CSV file (default: standard output); with --scores, a folder")
+    p.add_argument("--out", default="-", help="CSV file (default: standard output), or a .parquet file; with "
+                   "--scores, a folder")
     p.add_argument("--scores", action="store_true", help="export every stored per-sample score vector instead "
                    "(CSV, or .npz for pools over 20000 samples; see bench/export.py)")
     _common(p, plugin=False)
@@ -272,6 +273,8 @@ def cmd_export(args) -> int:
         for path in export_scores(args.results, args.out):
             print(f"wrote {path}", file=sys.stderr)
         return 0
+    if args.out.endswith(".parquet"):
+        return _export_parquet(args.results, Path(args.out))
     rows = []
     for record in Store(args.results).records():
         if "metrics" not in record or record["track"] == "scores" or record["method"].startswith("_"):
@@ -294,6 +297,22 @@ def cmd_export(args) -> int:
                 write(handle)
 
         atomic_write(Path(args.out), write_file)
+    return 0
+
+
+def _export_parquet(results: str, out: Path) -> int:
+    """The stored records as ``bench.results`` gives them, as parquet (pyarrow: ``pip install -e ".[parquet]"``)."""
+    import json
+
+    from .api import results as stored
+
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("export to .parquet needs pyarrow: pip install -e \".[parquet]\"") from None
+    table = stored(results)
+    table["config"] = [json.dumps(c, sort_keys=True) for c in table["config"]]
+    atomic_write(out, lambda tmp: table.to_parquet(tmp, index=False))
     return 0
 
 

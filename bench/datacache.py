@@ -18,6 +18,13 @@ import torch
 
 from . import store as st
 
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/hardbench`` (``~/.cache/hardbench``): data folders may be read-only."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hardbench"
+
 ARRAY_FIELDS = ("x_train", "y_train", "x_test", "y_test", "y_clean_train", "hardness_train")
 
 
@@ -45,10 +52,10 @@ def cached_dataset(name: str, build: Callable[[], "Dataset"], sources: list[Path
     from .data import Dataset
 
     path = Path(cache_dir) / f"{name.replace(':', '_').replace('/', '_')}-{cache_key(name, sources)}.npz"
-    if path.exists():
-        with np.load(path) as arrays:
-            fields = {k: torch.from_numpy(arrays[k]) for k in ARRAY_FIELDS if k in arrays.files}
-            return Dataset(name=str(arrays["name"]), num_classes=int(arrays["num_classes"]), **fields)
+    arrays = st.read_or_none(path, st.read_npz)  # a damaged entry is rebuilt
+    if arrays is not None:
+        fields = {k: torch.from_numpy(arrays[k]) for k in ARRAY_FIELDS if k in arrays}
+        return Dataset(name=str(arrays["name"]), num_classes=int(arrays["num_classes"]), **fields)
     data = build()
     if data.subset is not None:
         raise ValueError("cache the whole dataset; subsample after reading it")

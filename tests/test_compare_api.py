@@ -86,3 +86,11 @@ def test_results_is_a_tidy_table_of_the_stored_records(store):
     assert set(table["track"]) == {"detection"} and set(table["method"]) == {"aum", "loss", "random"}
     auprc = table[table.metric == "auprc"].groupby("method")["value"].mean()
     assert auprc["loss"] > auprc["random"] and len(table[table.metric == "auprc"]) == 3 * 2
+
+
+def test_export_writes_parquet(store, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    assert main(["export", "--results", str(store / "res"), "--out", str(tmp_path / "r.parquet")]) == 0
+    table = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(table) == len(bench.results(store / "res")) and set(table["method"]) == {"aum", "loss", "random"}
