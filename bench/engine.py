@@ -64,7 +64,7 @@ class Engine:
         self.scope = self.store.scope(self.label, digest(self.dataset.fingerprint, self.recipe.key(),
                                                          str(self.pool_size))[:10])
         self.estimator = Estimator(self.dataset, self.recipe, self.device, self.store, self.pool_size, self.sources,
-                                   self.scope)
+                                   self.scope, self.quiet)
         self.scorer = Scorer(self.estimator, self.methods)
 
     @property

@@ -28,6 +28,7 @@ from .context import EstimationRun, FoldPredictions, Pool
 from .data import SPLIT_SEED, Dataset
 from .dynamics import Dynamics
 from .fingerprint import digest, estimation_fingerprint, module_fingerprint
+from .progress import Progress
 from .inject import PlantingSources, default_sources, plant
 from .recipes import Recipe
 from .registry import MethodFailed
@@ -70,6 +71,7 @@ class Estimator:
     pool_size: int | None = None
     sources: PlantingSources | None = None  # what some planters need (far-ood images, a confusion matrix)
     scope: Path | None = None  # this configuration's folder in the store (``Engine.scope``)
+    quiet: bool = True  # no progress bars
     _clean: dict = field(default_factory=dict, repr=False)  # the clean pool's K-fold models, once read
 
     def __post_init__(self):
@@ -179,11 +181,17 @@ class Estimator:
     def train_part(self, pool: Pool, seed: int, part: str, with_eval: bool = False) -> None:
         {"run": self._train_run, "folds": self._train_folds, "early": self._train_early}[part](pool, seed, with_eval)
 
+    def _progress(self, desc: str, epochs: int) -> Progress:
+        return Progress(desc, epochs, self.quiet)
+
     def _train_run(self, pool: Pool, seed: int, with_eval: bool) -> None:
         folder = self.folder(pool, seed, "run")
+        progress = self._progress(f"estimation run, seed {seed}, {pool.key}", self.recipe.epochs)
         with timed(self.device) as clock:
             result = train(self.recipe, pool.x, pool.y, pool.num_classes, seed, record=True,
-                           eval_every_epoch=with_eval, checkpoint_epochs=self.recipe.checkpoint_epochs())
+                           eval_every_epoch=with_eval, checkpoint_epochs=self.recipe.checkpoint_epochs(),
+                           progress=progress)
+        progress.close()
         arrays = result.dynamics.to_arrays()
         if result.eval_dynamics is not None:
             arrays.update(result.eval_dynamics.to_arrays("eval_"))
@@ -224,8 +232,12 @@ class Estimator:
             for f, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(len(y)), y)):
                 splits.append((r, f, train_idx, held_idx))
                 seeds.append(derived_seed(FOLD_STREAM, seed, r, f))
+        progress = self._progress(f"{len(splits)} K-fold models, seed {seed}, {pool.key}",
+                                  len(splits) * fold_recipe.epochs)
         with timed(self.device) as clock:
-            states = train_models(fold_recipe, pool.x, pool.y, pool.num_classes, [s[2] for s in splits], seeds)
+            states = train_models(fold_recipe, pool.x, pool.y, pool.num_classes, [s[2] for s in splits], seeds,
+                                  progress=progress)
+            progress.close()
             model = fold_recipe.build(tuple(pool.x.shape[1:]), pool.num_classes).to(pool.x.device).eval()
             for (r, f, _, held_idx), state in zip(splits, states):
                 model.load_state_dict(state)
@@ -247,11 +259,13 @@ class Estimator:
         from .train import train_models
 
         runs = self.recipe.early_runs
+        progress = self._progress(f"{runs} early runs, seed {seed}, {pool.key}", runs * self.recipe.early_epoch)
         with timed(self.device) as clock:
             rows = [np.arange(len(pool))] * runs
             states = train_models(self.recipe, pool.x, pool.y, pool.num_classes, rows,
                                   [derived_seed(EARLY_STREAM, seed, k) for k in range(runs)],
-                                  stop_after=self.recipe.early_epoch)
+                                  stop_after=self.recipe.early_epoch, progress=progress)
+        progress.close()
         folder = self.folder(pool, seed, "early")
         st.atomic_write(folder / "early.pt", lambda tmp: torch.save(states, tmp))
         self._write_meta(pool, seed, "early", clock.seconds, runs=len(states), epoch=self.recipe.early_epoch)

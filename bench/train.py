@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 from .dynamics import Dynamics, DynamicsRecorder
+from .progress import Progress
 from .errors import DeviceUnavailable
 from .recipes import Recipe
 
@@ -105,7 +106,8 @@ def predict_logits(model, x: torch.Tensor, batch_size: int = 2048) -> torch.Tens
 
 def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, *,
           record: bool = True, eval_every_epoch: bool = False, checkpoint_epochs=(),
-          model: torch.nn.Module | None = None, stop_after: int | None = None) -> TrainResult:
+          model: torch.nn.Module | None = None, stop_after: int | None = None,
+          progress: Progress | None = None) -> TrainResult:
     """Train a fresh model of ``recipe`` on (x, y), already on the target device.
 
     ``record``: fill per-sample, per-epoch dynamics from the training forward pass.
@@ -113,6 +115,7 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
     ``checkpoint_epochs``: 1-based epochs after which a copy of the state is kept.
     ``stop_after``: stop after this many epochs, the learning-rate schedule unchanged
     (the state a full run has at that epoch, e.g. EL2N's early epoch).
+    ``progress``: told each epoch's training accuracy (``bench.progress``).
     On CUDA the forward pass runs under bf16 autocast and image models use channels_last.
     """
     device = x.device
@@ -135,7 +138,9 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
     lrs = np.zeros(recipe.epochs)
 
     step = 0
+    progress = progress or Progress(None)
     for epoch in range(recipe.epochs if stop_after is None else min(stop_after, recipe.epochs)):
+        correct = torch.zeros((), device=device)
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch_size):
             factor = lr_factor(recipe.schedule, step, total_steps)
@@ -152,7 +157,10 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
             optimizer.step()
             if recorder is not None:
                 recorder.update(idx, logits)
+            if progress.active:
+                correct += (logits.detach().argmax(1) == yb).sum()
             step += 1
+        progress.epoch(float(correct) / n if progress.active else None)
         if recorder is not None:
             recorder.end_epoch(epoch)
         if eval_recorder is not None:
@@ -253,20 +261,24 @@ def stacking_pays(recipe: Recipe, input_shape, num_classes: int, device: torch.d
 
 
 def train_models(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, rows: list[np.ndarray],
-                 seeds: list[int], stop_after: int | None = None, stacked: bool | None = None) -> list[dict]:
+                 seeds: list[int], stop_after: int | None = None, stacked: bool | None = None,
+                 progress: Progress | None = None) -> list[dict]:
     """One model per (rows[m], seeds[m]), each what ``train(recipe, x[rows[m]], y[rows[m]],
     num_classes, seeds[m], record=False, stop_after=stop_after)`` gives; their state dicts,
-    on the CPU. ``stacked``: None decides by ``stacking_pays``."""
+    on the CPU. ``stacked``: None decides by ``stacking_pays``. ``progress`` counts every
+    model's epochs."""
     if stacked is None:
         stacked = stacking_pays(recipe, x.shape[1:], num_classes, x.device)
     if stacked:
         states = train_many(recipe, x, y, num_classes, rows, seeds, stop_after=stop_after)
+        if progress is not None:
+            progress.epoch(None, epochs=progress.total)
     else:
         states = []
         for r, seed in zip(rows, seeds):
             idx = torch.as_tensor(r, device=x.device)
             states.append(train(recipe, x[idx], y[idx], num_classes, seed, record=False,
-                                stop_after=stop_after).model.state_dict())
+                                stop_after=stop_after, progress=progress).model.state_dict())
     return [{k: v.detach().to("cpu", copy=True) for k, v in state.items()} for state in states]
 
 
