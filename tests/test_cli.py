@@ -130,15 +130,22 @@ def test_export_writes_a_tidy_csv(tmp_path):
     assert set(auprc) == {"loss", "random"} and auprc["loss"] > auprc["random"]
 
 
-def test_overview_keeps_columns_of_datasets_not_regenerated(tmp_path):
+def test_overview_keeps_boards_not_regenerated_and_answers_per_question(tmp_path):
     board = tmp_path / "lb"
     other = board / "otherdata" / "detection.ranks.json"
     other.parent.mkdir(parents=True)
-    other.write_text(json.dumps({"dataset": "otherdata", "track": "detection", "ranks": {"loss": 2.0, "random": 1.0}}))
+    verdict = {"metric": "AUPRC", "higher_is_better": True, "best": "random", "evidence": "1 setting(s) × 3 seed(s)",
+               "methods": {"loss": {"value": 0.5, "rank": 2.0, "not_worse": False, "standalone_s": 1.0},
+                           "random": {"value": 0.6, "rank": 1.0, "not_worse": True, "standalone_s": 0.0}}}
+    other.write_text(json.dumps({"board": "otherdata/detection", "track": "detection", "ranks": {"loss": 2.0},
+                                 "verdicts": {"label noise": verdict}}))
     result = run_cli("run", *TINY, "--methods", "loss,random", "--results", tmp_path / "res", "--leaderboards", board)
     assert result.returncode == 0, result.stderr
     overview = (board / "README.md").read_text()
-    assert "[otherdata/detection](otherdata/detection.md)" in overview
-    assert f"[{BOARD}]({BOARD}.md)" in overview
-    ranks = json.loads((board / f"{BOARD}.ranks.json").read_text())["ranks"]
-    assert ranks["loss"] < ranks["random"]
+    assert "[otherdata/detection](otherdata/detection.md)" in overview and f"[{BOARD}]({BOARD}.md)" in overview
+    assert "## Which identifier to trust" in overview and "## label noise" in overview
+    assert "mean rank" not in overview  # no single rank across questions
+    trust = next(line for line in overview.splitlines() if line.startswith("| label noise"))
+    assert "random" in trust.split("|")[2] and "loss" not in trust.split("|")[2]  # loss is worse on otherdata
+    ranks = json.loads((board / f"{BOARD}.ranks.json").read_text())
+    assert ranks["ranks"]["loss"] < ranks["ranks"]["random"] and "label noise" in ranks["verdicts"]

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Regenerate the committed boards, in parts that each fit a few hours on 2 CPU cores:
+#   scripts/boards.sh PART...   (parts: digits geometry mnist10k mnist cifar10n fashion pathways resampling memorise)
+# Every part prints its wall time and peak RSS (/usr/bin/time -v), caches in results/ (a rerun resumes
+# where it stopped and recomputes nothing finished), and writes its boards under leaderboards/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p results
+DATA=${DATA:-../shared/data}
+BENCH=(python -m bench)
+
+timed() {  # timed NAME COMMAND...: run, then print the wall time and peak RSS
+    local name=$1; shift
+    local log; log=$(mktemp)
+    /usr/bin/time -v "$@" 2> >(tee "$log" >&2)
+    printf '%-12s wall %s, peak RSS %s kB\n' "$name" \
+        "$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')" \
+        "$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')" | tee -a results/boards-times.txt
+    rm -f "$log"
+}
+
+part() {
+    case $1 in
+    digits)     timed digits "${BENCH[@]}" all --quiet ;;
+    geometry)   for d in moons spirals spirals3 blobs2d; do
+                    timed "$d" "${BENCH[@]}" run --dataset "$d" --tracks geometry --quiet
+                done ;;
+    mnist10k)   timed mnist10k "${BENCH[@]}" run --dataset mnist --data-root "$DATA" --subset 10000 \
+                    --tracks detection,reference,meta --quiet ;;
+    mnist)      timed mnist "${BENCH[@]}" run --dataset mnist --data-root "$DATA" --tracks detection --seeds 3 \
+                    --option detection.types=label-uniform --quiet ;;
+    memorise)   timed memorise "${BENCH[@]}" run --dataset mnist --data-root "$DATA" --subset 10000 \
+                    --profile memorise --tracks detection --quiet ;;
+    cifar10n)   timed cifar10n "${BENCH[@]}" run --dataset "npz:$DATA/cifar10n-4k/cifar10n_aggre_first4000.npz" \
+                    --recipe cifar10n-4k --tracks detection --quiet ;;
+    fashion)    timed fashion "${BENCH[@]}" run --dataset fashion-mnist --data-root "$DATA" --subset 10000 \
+                    --tracks detection --quiet ;;
+    pathways)   timed pathways "${BENCH[@]}" run --dataset mnist --data-root "$DATA" --recipe curvbim --subset 20000 \
+                    --methods stragglers,msp --tracks pathways --seeds 2 --option pathways.protocol_seeds=10 \
+                    --option pathways.ratios=0,0.25,1 --option pathways.rounding=class --quiet ;;
+    resampling) for d in mnist fashion-mnist; do
+                    timed "resampling-$d" "${BENCH[@]}" run --dataset "$d" --data-root "$DATA" --subset 5000 \
+                        --methods aum,forgetting,el2n,loss,random --tracks resampling --seeds 1 \
+                        --option resampling.protocol_seeds=5 --option resampling.fillers=duplicate,smote,holdout \
+                        --option resampling.prune=0.33,0.5,0.66,0.75 --threads 1 --quiet
+                done ;;
+    *) echo "unknown part $1; parts: digits geometry mnist10k mnist memorise cifar10n fashion pathways resampling" >&2
+       exit 2 ;;
+    esac
+}
+
+for name in "${@:-digits geometry}"; do
+    for p in $name; do part "$p"; done
+done
+"${BENCH[@]}" report --readme --html
