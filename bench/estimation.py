@@ -197,7 +197,9 @@ class Estimator:
             arrays.update(result.eval_dynamics.to_arrays("eval_"))
         st.write_npz(folder / "dynamics.npz", lrs=result.lrs, **arrays)
         st.atomic_write(folder / "checkpoints.pt", lambda tmp: torch.save(result.checkpoints, tmp))
-        train_accuracy = float(result.dynamics.correct[:, -1].mean())
+        # a clean pass of the final model (eval mode, no augmentation), not the running training-pass accuracy
+        pred = predict_logits(result.model, pool.x).argmax(1)
+        train_accuracy = float((pred == pool.y).float().mean())
         self._write_meta(pool, seed, "run", clock.seconds, eval_dynamics=with_eval,
                          final_train_accuracy=train_accuracy, test_accuracy=self._test_accuracy(result.model))
 

@@ -86,7 +86,7 @@ def _quality_line(runs: list[dict], held_out: list[dict]) -> str:
         test = f"clean test accuracy {100 * np.mean([r['test_accuracy'] for r in held_out]):.1f}%{share}, "
         note = ""
     return (f"- estimation model ({len(runs)} run{'s' * (len(runs) > 1)}): {test}final training accuracy "
-            f"{train:.1f}% (against the labels it was given){note}")
+            f"{train:.1f}% (a clean pass, against the labels it was given){note}")
 
 
 def _recipe_text(recipe: dict) -> str:

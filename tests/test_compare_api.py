@@ -94,3 +94,15 @@ def test_export_writes_parquet(store, tmp_path):
     assert main(["export", "--results", str(store / "res"), "--out", str(tmp_path / "r.parquet")]) == 0
     table = pd.read_parquet(tmp_path / "r.parquet")
     assert len(table) == len(bench.results(store / "res")) and set(table["method"]) == {"aum", "loss", "random"}
+
+
+def test_the_readmes_python_example_runs(tmp_path, monkeypatch):
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## From Python\n\n```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the documented example, as a user runs it
+    assert list(namespace["scores"].columns[:2]) == ["aum", "aum (natural)"] and len(namespace["scores"]) == 300
+    assert namespace["table"].empty  # no results folder there yet

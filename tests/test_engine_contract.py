@@ -181,7 +181,7 @@ def test_a_table_states_the_quality_of_the_estimation_runs_on_its_own_pools():
     assert "estimation model (3 runs): clean test accuracy 82.0%" in unnamed
     quality[("pooled-n200-abc", 0)] = {"test_accuracy": 1.0, "final_train_accuracy": 1.0}
     pooled = _header("t", board, [{**record, "pool": "pooled-n200-abc"}], quality)  # trained on the test split too
-    assert ("estimation model (1 run): final training accuracy 100.0% (against the labels it was given); "
+    assert ("estimation model (1 run): final training accuracy 100.0% (a clean pass, against the labels it was given); "
             "no clean test accuracy: the pool holds the test split") in pooled
     assert "clean test accuracy 82.0% (3 of them)" in _header("t", board, [record], quality)
     assert "fold_repeats=3" in own and "label_smoothing=0" in own  # every recipe field

@@ -1,5 +1,5 @@
 """Exact linear regions, decision boundary, distances and skeleton of 2-D ReLU networks
-(bench.geometry), checked against dense grids, ray marching and closed forms."""
+(bench.relu_geometry), checked against dense grids, ray marching and closed forms."""
 import copy
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import geometry as g
+from bench import relu_geometry as g
 from bench.data import load_dataset
 from bench.models import mlp
 

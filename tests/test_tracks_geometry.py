@@ -84,7 +84,7 @@ def test_pack_and_network_from_layers_are_exact():
     packed = json.loads(json.dumps([[track.pack(w), track.pack(b)] for w, b in layers]))
     assert packed[1][0]["dtype"] == "<f4" and packed[0][0]["dtype"] == "<f8"  # float32-exact values stored as float32
     restored = [(track.unpack(w), track.unpack(b)) for w, b in packed]
-    from bench.geometry import network_layers
+    from bench.relu_geometry import network_layers
 
     for (w, b), (w2, b2) in zip(layers, network_layers(track.network_from_layers(restored))):
         assert np.array_equal(w, w2) and np.array_equal(b, b2)

@@ -3,7 +3,7 @@
 
 On a dataset of 2-D points (``moons``, ``spirals``, ``spirals3``, ``blobs2d``, an npz of
 2-D points) a ReLU MLP is piecewise affine; its linear regions and decision boundary are
-extracted exactly (``bench.geometry``) over the pool's bounding box grown by ``margin`` of
+extracted exactly (``bench.relu_geometry``) over the pool's bounding box grown by ``margin`` of
 its size on each side. The ground-truth hardness of a pool sample is
 
     h_i = -d_i,  d_i = the sample's Euclidean distance to the decision boundary,
@@ -16,7 +16,7 @@ No method is scored against the network it reads. Two ground truths:
   same recipe and data, seed ``REFERENCE + s``; metrics ``spearman``, ``kendall``, ``auprc``;
 - the **Bayes-optimal boundary**, where the generating distribution is known (``blobs2d``
   exactly; ``moons``, ``spirals``, ``spirals3`` by their noise model:
-  ``bench.geometry.bayes_geometric_hardness``); metrics ``bayes_spearman`` etc.
+  ``bench.relu_geometry.bayes_geometric_hardness``); metrics ``bayes_spearman`` etc.
 
 Each method's oriented scores (higher = harder) of seed s are compared with both:
 
@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from .. import geometry
+from .. import relu_geometry
 from ..errors import UsageError
 from ..metrics import agreement_metrics, format_ci, hard_set, mean_ci
 from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, verdict_section
@@ -105,10 +105,10 @@ def is_planar(dataset) -> bool:
 
 
 def check_relu_mlp(recipe, num_classes: int = 2) -> None:
-    """UsageError (one line) unless the recipe builds a network ``bench.geometry`` can
+    """UsageError (one line) unless the recipe builds a network ``bench.relu_geometry`` can
     extract exactly: Linear and ReLU layers only, on 2-D inputs."""
     try:
-        geometry.network_layers(recipe.build((2,), num_classes))
+        relu_geometry.network_layers(recipe.build((2,), num_classes))
     except (TypeError, ValueError, KeyError) as error:
         reason = " ".join(str(error).split())
         raise UsageError(f"the geometry track needs a ReLU MLP (model mlp, activation relu; e.g. --recipe skelex); "
@@ -121,12 +121,12 @@ def ground_truth(model, points: np.ndarray, labels: np.ndarray, box) -> dict | N
     boundary distance, ``facts`` (JSON-ready), ``regions``, ``boundary``. None when the
     box holds no decision boundary (the network predicts one class everywhere)."""
     start = time.perf_counter()
-    regions = geometry.linear_regions(model, box)
-    boundary = geometry.decision_boundary(regions)
+    regions = relu_geometry.linear_regions(model, box)
+    boundary = relu_geometry.decision_boundary(regions)
     seconds = time.perf_counter() - start
     if len(boundary.segments) == 0:
         return None
-    hardness = geometry.geometric_hardness(regions, points, labels, boundary=boundary)
+    hardness = relu_geometry.geometric_hardness(regions, points, labels, boundary=boundary)
     xmin, xmax, ymin, ymax = regions.box
     to_border = np.minimum.reduce([points[:, 0] - xmin, xmax - points[:, 0], points[:, 1] - ymin, ymax - points[:, 1]])
     facts = {"regions": len(regions), "regions_per_layer": [int(c) for c in regions.counts_per_layer],
@@ -166,7 +166,7 @@ def network_from_layers(layers) -> torch.nn.Sequential:
 def _drawing(regions, points: np.ndarray, labels: np.ndarray, truth_hard: np.ndarray) -> dict:
     return {"layers": [[pack(w), pack(b)] for w, b in regions.layers], "x": pack(points),
             "y": [int(v) for v in labels], "box": [float(v) for v in regions.box],
-            "view": list(geometry.default_box(points, VIEW_MARGIN)),
+            "view": list(relu_geometry.default_box(points, VIEW_MARGIN)),
             "num_classes": int(regions.num_classes), "truth_hard_set": [int(i) for i in truth_hard]}
 
 
@@ -183,9 +183,9 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
     engine.prepare([(pool, seed) for seed in seeds])
     points = pool.x.detach().cpu().numpy().reshape(len(pool), 2).astype(np.float64)
     labels = pool.y.detach().cpu().numpy()
-    box = geometry.default_box(points, margin)
-    bayes = (geometry.bayes_geometric_hardness(data.name, points, labels, normalised=True)
-             if data.name in geometry.BAYES_DATASETS else None)
+    box = relu_geometry.default_box(points, margin)
+    bayes = (relu_geometry.bayes_geometric_hardness(data.name, points, labels, normalised=True)
+             if data.name in relu_geometry.BAYES_DATASETS else None)
     for seed in seeds:
         scores = engine.scores(pool, seed)
         # the ground truth's network is another training run (seed REFERENCE + s), never the one the methods read
@@ -338,8 +338,8 @@ def _extracted(drawing: dict):
     if key not in _CACHE:
         _CACHE.clear()
         model = network_from_layers([(unpack(w), unpack(b)) for w, b in drawing["layers"]])
-        regions = geometry.linear_regions(model, drawing["box"])
-        _CACHE[key] = (regions, geometry.decision_boundary(regions))
+        regions = relu_geometry.linear_regions(model, drawing["box"])
+        _CACHE[key] = (regions, relu_geometry.decision_boundary(regions))
     return _CACHE[key]
 
 
@@ -350,7 +350,7 @@ def _drawing_plots(drawing: dict, hard_sets: dict[str, list], q: float, tag: str
     regions, boundary = _extracted(drawing)
     points, labels = unpack(drawing["x"]).astype(np.float64), np.asarray(drawing["y"], dtype=np.int64)
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    geometry.plot_regions(regions, boundary, points, labels, ax=ax)
+    relu_geometry.plot_regions(regions, boundary, points, labels, ax=ax)
     view = drawing.get("view", drawing["box"])
     ax.set_xlim(view[0], view[1])
     ax.set_ylim(view[2], view[3])

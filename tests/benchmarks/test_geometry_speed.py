@@ -1,4 +1,4 @@
-"""Exact linear-region extraction speed (bench.geometry), measured with pytest-benchmark
+"""Exact linear-region extraction speed (bench.relu_geometry), measured with pytest-benchmark
 (run with ``python -m pytest tests/benchmarks/test_geometry_speed.py --benchmark-enable -s``).
 
 - extraction time and region count against width (8, 16, 32, 64, 128) at depth 2 and 3,
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import geometry as g
+from bench import relu_geometry as g
 from bench.data import make_spirals
 from bench.models import mlp
 
