@@ -89,13 +89,15 @@ def method_fingerprint(method) -> str:
 
 @lru_cache(maxsize=None)
 def track_fingerprint(module_name: str) -> str:
-    """Hash of a track module's source and of the project code its functions name, followed
-    transitively (``bench.resample``, ``bench.metrics``, ``bench.tracks.base``, ...)."""
+    """Hash of a track module's source (every module of a track package) and of the project code
+    its functions name, followed transitively (``bench.resample``, ``bench.metrics``, ...)."""
     module = importlib.import_module(module_name)
-    sources, seen = [inspect.getsource(module)], set()
-    for _, obj in sorted(vars(module).items()):
-        if isinstance(obj, types.FunctionType) and obj.__module__ == module_name:
-            sources += _referenced_sources(obj, module_name, seen)
+    modules = [module] + [m for name, m in sorted(sys.modules.items()) if name.startswith(f"{module_name}.")]
+    sources, seen = [inspect.getsource(m) for m in modules], set()
+    for m in modules:
+        for _, obj in sorted(vars(m).items()):
+            if isinstance(obj, types.FunctionType) and obj.__module__ == m.__name__:
+                sources += _referenced_sources(obj, m.__name__, seen)
     return digest(*sources)
 
 
