@@ -118,25 +118,26 @@ class Estimator:
 
     def clean_confusion(self) -> np.ndarray:
         """(C, C) out-of-sample confusion counts (rows: label, columns: prediction) of the
-        K-fold models on the clean train split (seed 0, first partition): the cached
-        ``folds`` part of that pool, so the K-fold methods' models serve here too."""
+        K-fold models on the clean train split (seed 0, one partition: the ``reference`` part)."""
         pool = self.pool("train")
-        self.ensure(pool, 0, {"folds"})
-        probs = self._read(pool, 0, "folds", "folds.npz", st.read_npz)["probs"][0]
+        if not self.is_ready(pool, 0, "reference"):
+            self.train_part(pool, 0, "reference")
+        probs = self._read(pool, 0, "reference", "folds.npz", st.read_npz)["probs"][0]
         c = pool.num_classes
         return np.bincount(pool.y.cpu().numpy() * c + probs.argmax(1), minlength=c * c).reshape(c, c)
 
     def clean_predict(self, x: torch.Tensor, rows: np.ndarray) -> np.ndarray:
         """(len(rows), C) probabilities for inputs ``x`` of the clean train pool's rows ``rows``
-        from the K-fold model (seed 0, first partition) that held each row out: a clean model
-        that never trained on them. The cached ``folds`` part of that pool serves here too."""
+        from the K-fold model (seed 0, one partition: the ``reference`` part) that held each row
+        out: a clean model that never trained on them."""
         from .train import fold_model_predict
 
         pool = self.pool("train")
         if "fold_models" not in self._clean:
-            self.ensure(pool, 0, {"folds"})
-            self._clean["fold_models"] = self._read(pool, 0, "folds", "fold_models.pt", self._load_torch)
-            self._clean["fold"] = self._read(pool, 0, "folds", "folds.npz", st.read_npz)["fold"]
+            if not self.is_ready(pool, 0, "reference"):
+                self.train_part(pool, 0, "reference")
+            self._clean["fold_models"] = self._read(pool, 0, "reference", "fold_models.pt", self._load_torch)
+            self._clean["fold"] = self._read(pool, 0, "reference", "folds.npz", st.read_npz)["fold"]
         fold_recipe = replace(self.recipe, checkpoints=1, epochs=self.recipe.fold_epochs or self.recipe.epochs)
         probs = fold_model_predict(self._clean["fold_models"]["states"], self._clean["fold"], fold_recipe,
                                    self.dataset.input_shape, self.dataset.num_classes, x.to(self.device), rows)
@@ -179,7 +180,8 @@ class Estimator:
                     raise
 
     def train_part(self, pool: Pool, seed: int, part: str, with_eval: bool = False) -> None:
-        {"run": self._train_run, "folds": self._train_folds, "early": self._train_early}[part](pool, seed, with_eval)
+        {"run": self._train_run, "folds": self._train_folds, "early": self._train_early,
+         "reference": self._train_reference}[part](pool, seed, with_eval)
 
     def _progress(self, desc: str, epochs: int) -> Progress:
         return Progress(desc, epochs, self.quiet)
@@ -210,7 +212,14 @@ class Estimator:
         pred = predict_logits(model, self.dataset.x_test.to(self.device)).argmax(1).cpu()
         return float((pred == self.dataset.y_test).float().mean())
 
-    def _train_folds(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
+    def _train_reference(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
+        """One K-fold partition of a clean pool (part ``reference``): the out-of-sample clean
+        model behind label-pair's confusions, label-instance, near-ood's calibration and the
+        planting checks; a third of the ``folds`` part's models, which none of them need."""
+        self._train_folds(pool, seed, repeats=1, part="reference")
+
+    def _train_folds(self, pool: Pool, seed: int, with_eval: bool = False, repeats: int | None = None,
+                     part: str = "folds") -> None:
         """K-fold cross-fitting, ``recipe.fold_repeats`` times: every sample's probabilities
         come from a model that never trained on it. Fold models record nothing; they train
         together where that pays (``bench.train.train_models``), each with its own seed and
@@ -224,7 +233,7 @@ class Estimator:
         k = min(self.recipe.folds, smallest)
         if k < 2:
             raise MethodFailed(f"K-fold needs at least 2 samples per class; the smallest class has {smallest}")
-        repeats = self.recipe.fold_repeats
+        repeats = repeats or self.recipe.fold_repeats
         probs = np.zeros((repeats, len(y), pool.num_classes), dtype=np.float32)
         fold = np.zeros((repeats, len(y)), dtype=np.int64)
         fold_recipe = replace(self.recipe, checkpoints=1, epochs=self.recipe.fold_epochs or self.recipe.epochs)
@@ -246,13 +255,13 @@ class Estimator:
                 held = torch.as_tensor(held_idx, device=pool.x.device)
                 probs[r, held_idx] = torch.softmax(predict_logits(model, pool.x[held]).float(), 1).cpu().numpy()
                 fold[r, held_idx] = f
-        folder = self.folder(pool, seed, "folds")
+        folder = self.folder(pool, seed, part)
         st.write_npz(folder / "folds.npz", probs=probs, fold=fold)
         nested = [[states[r * k + f] for f in range(k)] for r in range(repeats)]
         st.atomic_write(folder / "fold_models.pt",
                         lambda tmp: torch.save({"states": nested, "pool_rows": torch.as_tensor(
                             np.arange(len(y)) if pool.rows is None else np.asarray(pool.rows))}, tmp))
-        self._write_meta(pool, seed, "folds", clock.seconds, k=k)
+        self._write_meta(pool, seed, part, clock.seconds, k=k)
 
     def _train_early(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
         """``recipe.early_runs`` runs from fresh seeds, each stopped after the early epoch

@@ -278,7 +278,7 @@ def test_label_pair_confusion_comes_from_the_cached_k_fold_models(tmp_path):
     registry.load_builtin_methods()
     engine = _engine(data, ["random"], tmp_path, seeds=(0,))
     pool = detection.detection_pool(engine, {"type": "label-pair", "rate": 0.2}, 0)
-    assert len(list(tmp_path.glob("tiny*/*/_estimation/train-*/seed0-folds/folds.npz"))) == 1  # the K-fold models
+    assert len(list(tmp_path.glob("tiny*/*/_estimation/train-*/seed0-reference/folds.npz"))) == 1  # the clean K-fold models
     confusion = engine.estimator.clean_confusion()
     assert confusion.sum() == 120  # every sample predicted once, by a model that did not train on it
     moved = torch.as_tensor(pool.planted)
