@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .data import Dataset, load_dataset
+from .data import TORCHVISION_FOLDERS, Dataset, load_dataset
+from .datacache import cached_dataset, default_cache_dir, source_files
 from .errors import UsageError
 from .profiles import PROFILES
 from .recipes import Recipe
@@ -28,7 +29,13 @@ class DatasetSpec:
     layout: str = "auto"
 
     def load(self) -> Dataset:
-        return load_dataset(self.name, self.data_root, self.download, noise=self.noise, layout=self.layout)
+        """The dataset; a torchvision one through the dataset cache (``bench.datacache``)."""
+        def load():
+            return load_dataset(self.name, self.data_root, self.download, noise=self.noise, layout=self.layout)
+
+        folder = TORCHVISION_FOLDERS.get(self.name)
+        sources = source_files(self.data_root, [folder, "cscores"]) if folder else []
+        return cached_dataset(self.name, load, sources, default_cache_dir()) if sources else load()
 
 
 @dataclass(frozen=True)

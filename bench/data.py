@@ -212,6 +212,9 @@ _TORCHVISION = {
 }
 
 
+TORCHVISION_FOLDERS = {name: folder for name, (_, folder, _) in _TORCHVISION.items()}  # what the cache watches
+
+
 def load_torchvision(name: str, data_root: str | Path = "data", download: bool = False) -> Dataset:
     import torchvision
 
@@ -375,12 +378,7 @@ def load_dataset(name: str, data_root: str | Path = "data", download: bool = Fal
     elif name in SYNTHETIC:
         data = SYNTHETIC[name]()
     elif name in _TORCHVISION:
-        from .datacache import cached_dataset, default_cache_dir, source_files
-
-        sources = source_files(data_root, [_TORCHVISION[name][1], "cscores"])
-        data = cached_dataset(name, lambda: with_cscores(load_torchvision(name, data_root, download), data_root),
-                              sources, default_cache_dir()) if sources else \
-            with_cscores(load_torchvision(name, data_root, download), data_root)
+        data = with_cscores(load_torchvision(name, data_root, download), data_root)
     elif name in CIFAR_N:
         data = with_cscores(load_cifar_n(name, data_root, download, noise), data_root)
     elif name.startswith("npz:"):

@@ -55,14 +55,16 @@ def cached_dataset(name: str, build: Callable[[], "Dataset"], sources: list[Path
     arrays = st.read_or_none(path, st.read_npz)  # a damaged entry is rebuilt
     if arrays is not None:
         fields = {k: torch.from_numpy(arrays[k]) for k in ARRAY_FIELDS if k in arrays}
-        return Dataset(name=str(arrays["name"]), num_classes=int(arrays["num_classes"]), **fields)
+        return Dataset(name=str(arrays["name"]), num_classes=int(arrays["num_classes"]),
+                       layout_note=str(arrays.get("layout_note", "")), **fields)
     data = build()
     if data.subset is not None:
         raise ValueError("cache the whole dataset; subsample after reading it")
     arrays = {k: getattr(data, k).numpy() for k in ARRAY_FIELDS if getattr(data, k) is not None}
     def write(tmp: Path):
         with open(tmp, "wb") as f:  # uncompressed: read back at disk speed
-            np.savez(f, name=np.array(data.name), num_classes=np.array(data.num_classes), **arrays)
+            np.savez(f, name=np.array(data.name), num_classes=np.array(data.num_classes),
+                     layout_note=np.array(data.layout_note), **arrays)
 
     try:
         st.atomic_write(path, write)

@@ -75,6 +75,8 @@ class Estimator:
     _clean: dict = field(default_factory=dict, repr=False)  # the clean pool's K-fold models, once read
 
     def __post_init__(self):
+        if self.scope is None:  # an estimator on its own (tests, benchmarks): one scope for its dataset
+            self.scope = self.store.scope(self.dataset.key, self.dataset.fingerprint[:10])
         if self.sources is None:
             self.sources = default_sources(self.dataset)
         if self.sources.confusion is None and self.dataset.x_train.ndim > 2:

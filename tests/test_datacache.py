@@ -37,4 +37,4 @@ def test_cache_round_trip_and_invalidation(tmp_path):
 
 def test_every_dataset_field_is_cached():
     names = {f.name for f in dataclasses.fields(Dataset)}
-    assert names - set(ARRAY_FIELDS) == {"name", "num_classes", "subset"}
+    assert names - set(ARRAY_FIELDS) == {"name", "num_classes", "subset", "layout_note"}
