@@ -194,6 +194,7 @@ def report(records: list[dict]) -> Report:
         rs = sorted({r["config"]["r"] for r in cell})
         sections.append(
             f"### hard set q = {q}, train_ratio = {ratio}, r ∈ {{{', '.join(f'{r:g}' for r in rs)}}}\n\n"
+            + _test_sizes(cell) +
             "All numbers in accuracy points, means ± 95% CI over protocol seeds. **gap** = acc_easy − acc_hard at "
             f"r = {rs[-1]:g}; **hard dep.** = acc_hard(r = {rs[-1]:g}) − acc_hard(r = {rs[0]:g}) on pathway H (reduce "
             "hard); **easy dep.** = acc_easy(r = 1) − acc_easy(r = 0) on pathway E (reduce easy); **easy-removal "
@@ -212,6 +213,25 @@ def report(records: list[dict]) -> Report:
                                             what="Replicates are protocol seeds on one split draw per method. ")
     return Report("\n\n".join([*sections, text]), ranks if sections else {}, plots,
                   {"split/pathway effect": verdict_summary} if verdict_summary else {})
+
+
+#: a hard test set this small moves accuracy in steps of over 3 points: the board says so beside the numbers
+MIN_HARD_TEST = 30
+
+
+def _test_sizes(records) -> str:
+    """The hard and easy test sets' sizes, and a warning where the hard one is small."""
+    hard = sorted({r.get("hard_test") for r in records} - {None})
+    easy = sorted({r.get("easy_test") for r in records} - {None})
+    if not hard:
+        return ""
+    text = (f"Test sets per method: hard {'–'.join(map(str, (hard[0], hard[-1]) if len(hard) > 1 else hard))} "
+            f"samples, easy {'–'.join(map(str, (easy[0], easy[-1]) if len(easy) > 1 else easy))}, drawn once per "
+            "method (intervals are over protocol seeds on that draw). ")
+    if hard[0] < MIN_HARD_TEST:
+        text += (f"**The hard test set has only {hard[0]} samples (below {MIN_HARD_TEST}): its accuracy moves in steps "
+                 f"of {100 / hard[0]:.1f} points; read the hard columns with that resolution.** ")
+    return text + "\n\n"
 
 
 def _curves_table(records) -> str:
