@@ -51,7 +51,8 @@ def _header(title: str, board: dict, records: list[dict], quality: dict | None =
         f"- device: {', '.join(sorted({r['device'] for r in records}))}",
         f"- made by: `{made['command']}` at commit {made['commit']}, {made['date']}"
         + (f"; records from commit {', '.join(commits)}" if commits and commits != [made["commit"]] else ""),
-        f"- table made by: `{now['command']}` at commit {now['commit']}",
+        *([f"- table made by: `{now['command']}` at commit {now['commit']}"]
+          if (now["command"], now["commit"]) != (made["command"], made["commit"]) else []),
         f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}",
     ]
     # only the estimation runs on this table's pools (records name theirs)

@@ -144,6 +144,10 @@ class Report:
     verdicts: dict[str, dict] = field(default_factory=dict)
 
 
+#: more distinct group letters than this are shown as the best's group alone ("a*")
+MAX_GROUPS = 6
+
+
 def verdict(rows, metric: str, higher_is_better: bool = True, costs: dict | None = None,
             evidence: str = "") -> tuple[dict, dict, dict]:
     """The evidence of one question on one board: from tidy rows (method, setting, seed, value),
@@ -157,6 +161,9 @@ def verdict(rows, metric: str, higher_is_better: bool = True, costs: dict | None
         return {}, {}, {}
     compared = compare_with_best(rows, higher_is_better=higher_is_better)
     letters = significance_letters(rows, higher_is_better=higher_is_better)
+    if len({letter for value in letters.values() for letter in value}) > MAX_GROUPS:
+        # overlapping groups past a handful are unreadable: mark the best's group only
+        letters = {m: "a*" if c["not_worse"] else "" for m, c in compared.items()}
     means = {m: float(np.mean([r[3] for r in rows if r[0] == m])) for m in compared}
     ranks = ranks_by(means, higher_is_better)
     settings, seeds = len({r[1] for r in rows}), len({r[2] for r in rows})
@@ -178,7 +185,8 @@ def verdict_section(question: str, rows, metric: str, higher_is_better: bool = T
               "yes" if compared[m]["not_worse"] else "no"] for m in compared]
     text = (f"### Verdict: {question}\n\n{what}Mean {metric} over {summary['evidence']}; the paired difference "
             "to the best over the (setting, seed) pairs both have, Holm-corrected over the methods; methods sharing "
-            "a group letter are not significantly different.\n\n"
+            "a group letter are not significantly different (`a*`: where the tests overlap into more than six "
+            "groups, the methods not significantly worse than the best).\n\n"
             + tabulate(table, headers=["method", f"mean {metric}", "vs best (paired)", "group",
                                        "not worse than the best"], tablefmt="github"))
     return text, summary

@@ -168,7 +168,7 @@ def _table(records: list[dict], compared: dict, letters: dict) -> str:
 def _separation(compared: dict, letters: dict, records: list[dict]) -> str:
     """How much a table separates its methods: best minus median AUPRC, and the groups told apart."""
     means = [np.mean([r["metrics"]["auprc"] for r in records if r["method"] == m]) for m in compared]
-    groups = len({letter for value in letters.values() for letter in value})
+    groups = len({letter for value in letters.values() for letter in value.rstrip("*")})
     return (f"Separation: best − median AUPRC = {max(means) - float(np.median(means)):.3f}; "
             f"{groups} group{'s' * (groups != 1)} told apart by the paired tests.")
 
@@ -193,7 +193,9 @@ def report(records: list[dict]) -> Report:
         text = (f"### {kind}, {what} {rate}\n\n{_check_line(cell)}Random AUPRC baseline: {baseline:.3f}. "
                 "Means ± 95% CI over estimation seeds (one seed: no interval); planted samples are the positives. "
                 "*AUPRC vs best*: the paired difference to the best method over seeds, with its Holm-corrected "
-                "p-value; methods sharing a *group* letter are not significantly different. Cost per seed: the "
+                "p-value; methods sharing a *group* letter are not significantly different (where the tests "
+                "overlap into more than six groups, `a*` marks those not significantly worse than the best). "
+                "Cost per seed: the "
                 "method's scoring plus its share of the training it needed among the methods run here (*shared*), "
                 "or plus all of that training (*alone*).\n\n" + _table(ranked, compared, letters)
                 + f"\n\n{_separation(compared, letters, ranked)}")
