@@ -333,6 +333,13 @@ def main(argv=None) -> int:
         return 2
 
 
+def console() -> None:
+    """The ``hardbench`` script: ``python -m bench`` (which fixes string hashing, for identical plots)."""
+    import os
+
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]])
+
+
 def _load_plugins(modules) -> None:
     """Import plugins from the current directory too, for ``hardbench`` as for ``python -m bench``."""
     if modules and "" not in sys.path and str(Path.cwd()) not in sys.path:

@@ -14,6 +14,7 @@ beside the leaderboards folder that has the generated blocks
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -257,12 +258,13 @@ def _trust_rows(by_question: dict[str, list[dict]]) -> list[list]:
     rows = []
     for question, entries in by_question.items():
         sets = [{m for m, v in e["verdict"]["methods"].items() if v["not_worse"]} for e in entries]
-        trusted = sorted(set.intersection(*sets), key=lambda m: np.mean([e["verdict"]["methods"][m]["rank"]
-                                                                         for e in entries]))
-        costs = {m: np.nanmean([e["verdict"]["methods"][m].get("standalone_s") or np.nan for e in entries])
+        trusted = sorted(set.intersection(*sets), key=lambda m: (np.mean([e["verdict"]["methods"][m]["rank"]
+                                                                          for e in entries]), m))
+        costs = {m: [c for e in entries if (c := e["verdict"]["methods"][m].get("standalone_s")) is not None]
                  for m in trusted}
+        costs = {m: float(np.mean(c)) if c else math.nan for m, c in costs.items()}
         priced = [m for m in trusted if np.isfinite(costs[m])]
-        cheapest = min(priced, key=costs.get) if priced else "–"
+        cheapest = min(priced, key=lambda m: (costs[m], m)) if priced else "–"
         evidence = "; ".join(f"[{e['board']}]({e['board']}.md): {e['verdict']['evidence']}" for e in entries)
         rows.append([question, ", ".join(trusted) or "none on every board", cheapest
                      + (f" ({costs[cheapest]:.1f} s)" if cheapest in costs else ""), evidence])
@@ -289,8 +291,8 @@ def _write_overview(out_dir: Path, entries: list[dict]) -> Path:
                                      tablefmt="github")]
     for question, items in by_question.items():
         methods = sorted({m for e in items for m in e["verdict"]["methods"]},
-                         key=lambda m: np.mean([e["verdict"]["methods"][m]["rank"] for e in items
-                                                if m in e["verdict"]["methods"]]))
+                         key=lambda m: (np.mean([e["verdict"]["methods"][m]["rank"] for e in items
+                                                 if m in e["verdict"]["methods"]]), m))
         rows = [[m, *(_overview_cell(e["verdict"]["methods"].get(m)) for e in items)] for m in methods]
         metric = items[0]["verdict"]["metric"]
         parts.append(f"## {question}\n\nRank on each board by {metric} (value in brackets; * = not significantly "
