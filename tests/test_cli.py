@@ -48,15 +48,17 @@ def plugin(tmp_path):
     return {"PYTHONPATH": str(tmp_path)}
 
 
-def test_unknown_method_and_dataset_exit_2_with_valid_names(tmp_path):
-    result = run_cli("run", "--methods", "aumm", "--results", tmp_path)
-    assert result.returncode == 2
-    assert "unknown method 'aumm'" in result.stderr and "Did you mean aum" in result.stderr
-    assert "forgetting" in result.stderr
-    result = run_cli("run", "--dataset", "cifar11", "--results", tmp_path)
-    assert result.returncode == 2 and "cifar10" in result.stderr and "Valid datasets" in result.stderr
-    result = run_cli("run", "--tracks", "detect", "--results", tmp_path)
-    assert result.returncode == 2 and "Valid tracks: detection" in result.stderr
+def test_unknown_method_and_dataset_exit_2_with_valid_names(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["run", "--methods", "aumm", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'aumm'" in err and "Did you mean aum" in err and "forgetting" in err
+    assert main(["run", "--dataset", "cifar11", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10" in err and "Valid datasets" in err
+    assert main(["run", "--tracks", "detect", "--results", str(tmp_path)]) == 2
+    assert "Valid tracks: detection" in capsys.readouterr().err
 
 
 def test_plugin_method_is_listed_run_and_on_the_leaderboard(tmp_path, plugin):

@@ -65,18 +65,28 @@ CASES = ["not an npz", "length mismatch", "NaN inputs", "float labels", "negativ
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_usage_error_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
+def test_usage_error_is_one_line_exit_2_and_writes_nothing(tmp_path, case, capsys, monkeypatch):
+    """In this process (the command line's own code path, without a new interpreter per case);
+    the first case also through a real ``python -m bench`` process."""
+    from bench.cli import main
+
     cases = _cases(tmp_path)
     assert set(cases) == set(CASES)
     args, expected = cases[case]
     results = tmp_path / "results"
-    result = run_cli("run", "--quiet", "--seeds", "1", "--epochs", "1", "--results", results, *args,
-                     "--leaderboards", tmp_path / "lb", env={"PYTHONPATH": str(tmp_path)})
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hardbench: error: "), result.stderr
+    argv = ["run", "--quiet", "--seeds", "1", "--epochs", "1", "--results", str(results), *map(str, args),
+            "--leaderboards", str(tmp_path / "lb")]
+    if case == CASES[0]:
+        result = run_cli(*argv, env={"PYTHONPATH": str(tmp_path)})
+        code, stderr = result.returncode, result.stderr
+    else:
+        monkeypatch.syspath_prepend(str(tmp_path))
+        code, stderr = main(argv), capsys.readouterr().err
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hardbench: error: "), stderr
     assert expected in lines[0]
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in stderr
     assert not results.exists()
 
 
@@ -92,8 +102,8 @@ def test_verbose_prints_failed_methods_tracebacks(tmp_path):
     (tmp_path / "boom_plugin.py").write_text(
         "from bench import register\n\n@register(higher_is_harder=True, needs=())\ndef boom(ctx):\n"
         "    raise RuntimeError('boom')\n")
-    args = ["run", "--quiet", "--seeds", "1", "--methods", "boom,random", "--plugin", "boom_plugin",
-            "--results", tmp_path / "res", "--leaderboards", tmp_path / "lb"]
+    args = ["run", "--quiet", "--seeds", "1", "--epochs", "2", "--methods", "boom,random", "--plugin", "boom_plugin",
+            "--option", "detection.types=label-uniform", "--results", tmp_path / "res", "--leaderboards", tmp_path / "lb"]
     quiet = run_cli(*args, env={"PYTHONPATH": str(tmp_path)})
     assert quiet.returncode == 1 and "boom: RuntimeError: boom" in quiet.stderr and "Traceback" not in quiet.stderr
     verbose = run_cli(*args, "-v", env={"PYTHONPATH": str(tmp_path)})
