@@ -13,7 +13,7 @@ from conftest import run_cli
 
 LOCAL_CONF = Path(os.environ.get("SLURM_LOCAL_DIR", "/tmp/slurm-local")) / "slurm.conf"
 RUN = ["run", "--dataset", "digits", "--seeds", "1", "--epochs", "3", "--quiet", "--no-report",
-       "--methods", "aum,loss,random,el2n", "--threads", "1"]
+       "--methods", "aum,loss,random,el2n", "--threads", "1", "--option", "detection.types=label-uniform"]
 
 
 def _slurm_env() -> dict:
@@ -41,7 +41,7 @@ def _cluster_unavailable() -> str | None:
 
 
 def _scores(results):
-    return {str(p.relative_to(results)): np.load(p)["scores"] for p in sorted(results.glob("digits/scores/*/*/*.npz"))}
+    return {str(p.relative_to(results)): np.load(p)["scores"] for p in sorted(results.glob("digits*/*/scores/*/*/*.npz"))}
 
 
 @pytest.mark.skipif(_cluster_unavailable() is not None, reason=str(_cluster_unavailable()))
