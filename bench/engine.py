@@ -126,9 +126,9 @@ class Engine:
                         for u in units})
         key = digest(track.NAME, repr(sorted(settings.to_dict().items())), *paths)[:12]
         path = self.scope / "_boards" / f"{track.NAME}-{key}.json"
-        old = st.read_or_none(path)
-        if old is not None and old["provenance"]["command"] == provenance()["command"] \
-                and old["provenance"]["commit"] == provenance()["commit"]:
+        old, made = st.read_or_none(path), provenance()  # provenance asks git: once
+        same = old is not None and all(old["provenance"][k] == made[k] for k in ("command", "commit"))
+        if same:
             return  # the same run again: the manifest stands
         st.write_json(path, {
             "track": track.NAME, "label": self.label, "dataset": self.dataset.key,
@@ -138,7 +138,7 @@ class Engine:
             "settings": settings.to_dict(), "settings_changed": settings.differences(),
             "settings_beyond_profile": settings.differences(track.Settings.build(
                 PROFILES.get(self.profile, {}).get(track.NAME, {}))), "records": paths,
-            "provenance": provenance()})
+            "provenance": made})
 
     # ---- track records ----------------------------------------------------------------
     def record_path(self, track: str, config: dict, method: str, seed: int) -> Path:

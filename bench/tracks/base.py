@@ -192,12 +192,13 @@ def verdict_section(question: str, rows, metric: str, higher_is_better: bool = T
     return text, summary
 
 
-def standalone_costs(records: list[dict]) -> dict[str, float]:
-    """Each method's mean cost were it run alone (its scoring plus all the training it needs)."""
+def mean_costs(records: list[dict], key: str = "standalone_s") -> dict[str, float]:
+    """Each method's mean cost ``key`` over its records that have one: ``standalone_s`` (were it run
+    alone: its scoring plus all the training it needs) or ``shared_s`` (its share among those run)."""
     costs: dict[str, list[float]] = {}
     for r in records:
-        if r.get("cost", {}).get("standalone_s") is not None:
-            costs.setdefault(r["method"], []).append(r["cost"]["standalone_s"])
+        if r.get("cost", {}).get(key) is not None:
+            costs.setdefault(r["method"], []).append(r["cost"][key])
     return {m: float(np.mean(v)) for m, v in costs.items()}
 
 

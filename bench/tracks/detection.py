@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ..context import Pool
 from ..inject import PLANTERS
 from ..metrics import detection_metrics, format_ci, friedman_nemenyi, seed_averaged_matrix
-from .base import Report, TrackSettings, Unit, group, per_method_units, verdict, versus_best
+from .base import Report, TrackSettings, Unit, group, mean_costs, per_method_units, verdict, versus_best
 
 log = logging.getLogger("bench")
 
@@ -144,14 +144,9 @@ def _rows(records: list[dict]) -> list[tuple]:
             for r in records]
 
 
-def _costs(records: list[dict], key: str) -> dict[str, float]:
-    by = group(records, "method")
-    return {m: float(np.mean([r["cost"].get(key, math.nan) for r in rs])) for (m,), rs in by.items()}
-
-
 def _table(records: list[dict], compared: dict, letters: dict) -> str:
     by_method = group(records, "method")
-    shared, standalone = _costs(records, "shared_s"), _costs(records, "standalone_s")
+    shared, standalone = mean_costs(records, "shared_s"), mean_costs(records)
     order = list(compared) + sorted({m for (m,) in by_method} - set(compared))
     rows = []
     for method in order:
@@ -160,7 +155,8 @@ def _table(records: list[dict], compared: dict, letters: dict) -> str:
         own = np.mean([r["cost"]["scoring_s"] for r in rs])
         rows.append([method, format_ci(metric("auprc")), format_ci(metric("auroc")), format_ci(metric("precision_at_m")),
                      versus_best(compared[method]) if method in compared else "–", letters.get(method, "–"),
-                     len(rs), f"{own + shared[method]:.2f}", f"{standalone[method]:.2f}"])
+                     len(rs), f"{own + shared.get(method, math.nan):.2f}",
+                     f"{standalone.get(method, math.nan):.2f}"])
     return tabulate(rows, headers=["method", "AUPRC", "AUROC", "precision@M", "AUPRC vs best (paired)", "group", "seeds",
                                    "cost, shared (s)", "cost, alone (s)"], tablefmt="github")
 
@@ -265,7 +261,7 @@ def _overall(records: list[dict]) -> tuple[str, dict[str, float], dict, dict]:
         ranked, _ = _ranked(chosen, kinds)
         if not ranked:
             continue
-        costs = _costs(ranked, "standalone_s")
+        costs = mean_costs(ranked)
         seeds = sorted({r["seed"] for r in ranked})
         settings = sorted({(r["config"]["type"], r["config"]["rate"]) for r in ranked})
         compared, letters, summary = verdict(_rows(ranked), "AUPRC", costs=costs,

@@ -24,7 +24,7 @@ import torch
 from tabulate import tabulate
 
 from ..metrics import agreement_metrics, format_ci, mean_ci
-from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, standalone_costs, verdict_section
+from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, mean_costs, verdict_section
 
 NAME = "reference"
 
@@ -83,5 +83,5 @@ def report(records: list[dict]) -> Report:
     rows = [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"]["spearman"])
             for r in records]
     text, summary = verdict_section("reference hardness", rows, "Spearman",
-                                    costs=standalone_costs(records))
+                                    costs=mean_costs(records))
     return Report("\n\n".join([*sections, text]), ranks, verdicts={"reference hardness": summary} if summary else {})
