@@ -13,7 +13,9 @@ that need raises ``MissingNeed``, even when another method made the part exist:
 - ``features``: penultimate features of the final model, (N, D) float32;
 - ``folds``: ``FoldPredictions`` (out-of-sample probabilities from K-fold models);
 - ``early_runs``: ``early_models``, ``recipe.early_runs`` models trained independently
-  from fresh initialisations up to ``early_epoch`` (EL2N and GraNd average over them).
+  from fresh initialisations up to ``early_epoch`` (EL2N and GraNd average over them);
+- ``ensemble``: ``Ensemble`` of K = ``recipe.early_runs`` full runs (this estimation run
+  and K - 1 more from fresh initialisations): each run's AUM and final logits.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from .recipes import Recipe
 from .train import predict_logits
 
 #: What a method may ask the runner to produce.
-NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features", "folds", "early_runs"})
+NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features", "folds", "early_runs",
+                   "ensemble"})
 
 
 class MissingNeed(RuntimeError):
@@ -60,6 +63,25 @@ class FoldPredictions:
     """
     probs: np.ndarray  # (R, N, C)
     fold: np.ndarray  # (R, N) int
+
+
+class Ensemble:
+    """K full training runs on the pool, the estimation run first: ``aum`` (K, N), each run's
+    mean training margin; ``final_logits`` (K, N, C), each final model's logits (eval mode).
+    Each is read only when asked for."""
+
+    def __init__(self, run: "EstimationRun"):
+        self._run = run
+
+    @cached_property
+    def aum(self) -> np.ndarray:
+        first = self._run.part("dynamics").margin.mean(axis=1)
+        return np.concatenate([first[None], np.asarray(self._run.part("ensemble")["aum"])])
+
+    @cached_property
+    def final_logits(self) -> torch.Tensor:
+        extra = torch.as_tensor(self._run.part("ensemble")["logits"]).to(self._run.device)
+        return torch.cat([self._run.final_logits[None].float(), extra])
 
 
 class EstimationRun:
@@ -105,6 +127,10 @@ class EstimationRun:
         with torch.no_grad():
             return torch.cat([model.embed(self.pool.x[i:i + 2048])
                               for i in range(0, len(self.pool), 2048)]).cpu().numpy()
+
+    @cached_property
+    def ensemble(self) -> Ensemble:
+        return Ensemble(self)
 
     @cached_property
     def early_models(self) -> list[torch.nn.Module]:
@@ -189,3 +215,8 @@ class Context:
     def early_models(self) -> list[torch.nn.Module]:
         self._require("early_runs", "early_models")
         return self._run.early_models
+
+    @property
+    def ensemble(self) -> Ensemble:
+        self._require("ensemble", "ensemble")
+        return self._run.ensemble

@@ -6,7 +6,9 @@ parts, each trained once, each a unit of work an executor may run anywhere:
 
 - ``run``: the estimation run, with dynamics recorded and checkpoints kept;
 - ``folds``: K-fold cross-fitting, ``recipe.fold_repeats`` partitions, no recording;
-- ``early``: ``recipe.early_runs`` short runs from fresh initialisations to the early epoch.
+- ``early``: ``recipe.early_runs`` short runs from fresh initialisations to the early epoch;
+- ``ensemble``: ``recipe.early_runs - 1`` more full runs from fresh initialisations, which
+  with the estimation run make the K networks that the ensemble variants average over.
 
 A part's ``meta.json`` holds the fingerprint of the code that trained it; a part
 made by other code is trained again (see ``bench.fingerprint``). Every part lives in
@@ -37,14 +39,14 @@ from .train import predict_logits, train
 
 #: the needs that the estimation run itself provides
 RUN_NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features"})
-PARTS = ("run", "folds", "early")
+PARTS = ("run", "folds", "early", "ensemble")
 
 
 def parts_for(needs) -> list[str]:
-    """The training parts a set of needs requires."""
+    """The training parts a set of needs requires (an ensemble includes the estimation run)."""
     needs = frozenset(needs)
-    return [p for p, wanted in (("run", needs & RUN_NEEDS), ("folds", "folds" in needs),
-                                ("early", "early_runs" in needs)) if wanted]
+    return [p for p, wanted in (("run", needs & RUN_NEEDS or "ensemble" in needs), ("folds", "folds" in needs),
+                                ("early", "early_runs" in needs), ("ensemble", "ensemble" in needs)) if wanted]
 
 
 def derived_seed(*parts: int) -> int:
@@ -53,7 +55,7 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
 
 
-FOLD_STREAM, EARLY_STREAM = 0xF01D, 0xEA21  # tags that keep the derived seed streams apart
+FOLD_STREAM, EARLY_STREAM, ENSEMBLE_STREAM = 0xF01D, 0xEA21, 0xE25E  # tags that keep the seed streams apart
 LOADING_CODE, PLANTING_CODE = ("bench.data",), ("bench.inject",)
 
 
@@ -168,11 +170,11 @@ class Estimator:
             "recipe": self.recipe.to_dict(), **extra})
 
     # ---- training -----------------------------------------------------------------
-    def ensure(self, pool: Pool, seed: int, needs) -> None:
-        """Train every part ``needs`` requires that is not cached yet. A K-fold part that
-        cannot be built (a class too small) is left out: the methods that need it fail."""
+    def ensure(self, pool: Pool, seed: int, needs, parts: list[str] | None = None) -> None:
+        """Train every part ``needs`` requires (or only ``parts``) that is not cached yet. A K-fold
+        part that cannot be built (a class too small) is left out: the methods that need it fail."""
         needs = frozenset(needs)
-        for part in parts_for(needs):
+        for part in parts or parts_for(needs):
             if self.is_ready(pool, seed, part, "eval_dynamics" in needs):
                 continue
             try:
@@ -183,7 +185,7 @@ class Estimator:
 
     def train_part(self, pool: Pool, seed: int, part: str, with_eval: bool = False) -> None:
         {"run": self._train_run, "folds": self._train_folds, "early": self._train_early,
-         "reference": self._train_reference}[part](pool, seed, with_eval)
+         "ensemble": self._train_ensemble, "reference": self._train_reference}[part](pool, seed, with_eval)
 
     def _progress(self, desc: str, epochs: int) -> Progress:
         return Progress(desc, epochs, self.quiet)
@@ -283,6 +285,23 @@ class Estimator:
         st.atomic_write(folder / "early.pt", lambda tmp: torch.save(states, tmp))
         self._write_meta(pool, seed, "early", clock.seconds, runs=len(states), epoch=self.recipe.early_epoch)
 
+    def _train_ensemble(self, pool: Pool, seed: int, with_eval: bool = False) -> None:
+        """``recipe.early_runs - 1`` full runs from fresh seeds, recorded like the estimation run;
+        only what the ensemble variants read is kept: each run's AUM (mean training margin) and
+        its final model's logits (eval mode)."""
+        runs = max(self.recipe.early_runs - 1, 1)
+        progress = self._progress(f"{runs} ensemble runs, seed {seed}, {pool.key}", runs * self.recipe.epochs)
+        aum, logits = [], []
+        with timed(self.device) as clock:
+            for k in range(runs):
+                result = train(self.recipe, pool.x, pool.y, pool.num_classes, derived_seed(ENSEMBLE_STREAM, seed, k),
+                               record=True, progress=progress)
+                aum.append(result.dynamics.margin.mean(axis=1))
+                logits.append(predict_logits(result.model, pool.x).float().cpu().numpy())
+        progress.close()
+        st.write_npz(self.folder(pool, seed, "ensemble") / "ensemble.npz", aum=np.stack(aum), logits=np.stack(logits))
+        self._write_meta(pool, seed, "ensemble", clock.seconds, runs=runs)
+
     # ---- reading ------------------------------------------------------------------
     def _read(self, pool: Pool, seed: int, part: str, name: str, read, with_eval: bool = False):
         """A cached part's file; a missing or damaged one (said in one line) is trained again."""
@@ -333,9 +352,13 @@ class Estimator:
             self.ensure(pool, seed, {"early_runs"})
             return self._read(pool, seed, "early", "early.pt", self._load_torch)
 
+        def ensemble():
+            self.ensure(pool, seed, {"ensemble"})
+            return self._read(pool, seed, "ensemble", "ensemble.npz", st.read_npz)
+
         loaders = {"dynamics": lambda: Dynamics.from_arrays(dynamics_arrays()), "eval_dynamics": eval_dynamics,
                    "lrs": lambda: dynamics_arrays()["lrs"], "checkpoints": checkpoints, "folds": folds,
-                   "early_runs": early_runs}
+                   "early_runs": early_runs, "ensemble": ensemble}
         return EstimationRun(pool, seed, self.recipe, self.device, loaders)
 
     def quality(self, pool: Pool, seed: int) -> dict:

@@ -48,11 +48,12 @@ def run_units(config: RunConfig, units: list[Unit], threads: int | None = None) 
         torch.set_num_threads(threads)
     engine = build_engine(config)
     for pool_spec, seed, part in units:
-        engine.estimator.ensure(engine.pool(*pool_spec), seed, _PART_NEEDS[part])
+        engine.estimator.ensure(engine.pool(*pool_spec), seed, _PART_NEEDS[part], parts=[part])
     return len(units)
 
 
-_PART_NEEDS = {"run": {"dynamics", "checkpoints"}, "folds": {"folds"}, "early": {"early_runs"}}
+_PART_NEEDS = {"run": {"dynamics", "checkpoints"}, "folds": {"folds"}, "early": {"early_runs"},
+               "ensemble": {"ensemble"}}
 
 
 def training_units(estimator, pools, needs) -> list[Unit]:
@@ -110,8 +111,8 @@ class SubmititExecutor:
 
 def _longest_first(units: list[Unit]) -> list[Unit]:
     """Estimation runs first, K-fold models next: the longest units start earliest."""
-    order = {"run": 0, "folds": 1, "early": 2}
-    return sorted(units, key=lambda u: order.get(u[2], 3))
+    order = {"run": 0, "ensemble": 1, "folds": 2, "early": 3}
+    return sorted(units, key=lambda u: order.get(u[2], 4))
 
 
 def _groups(units: list[Unit], count: int) -> list[list[Unit]]:

@@ -14,6 +14,7 @@ beside the leaderboards folder that has the generated blocks
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -27,6 +28,8 @@ from .provenance import provenance
 from .scoring import record_fingerprint
 from .store import atomic_write, read_json, read_or_none, write_json
 from .tracks import TRACKS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SEEDS = 3  # a board with another seed count says so in its file name
 
@@ -208,6 +211,8 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
         loaded = [read_or_none(scope / p) for p in board["records"]]
         records, stale = current([r for r in loaded if r is not None], track.NAME)
         if not records:
+            log.warning("%s left as it was: none of its %d records is current (made by other code, or missing); "
+                        "rerun `%s` to refresh it", path, len(loaded), board["provenance"]["command"])
             continue
         body, ranks, plots, verdicts = track_body(track, records)
         plots = {_plot_name(path.stem, track.NAME, name): figure for name, figure in plots.items()}

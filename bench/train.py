@@ -104,6 +104,13 @@ def predict_logits(model, x: torch.Tensor, batch_size: int = 2048) -> torch.Tens
     return out
 
 
+def bf16_autocast(device: torch.device, recorded: bool) -> bool:
+    """Whether a training run uses bf16 autocast: on CUDA, unless its per-epoch logits are
+    recorded for methods to read (then fp32, like every final-model and fold-model pass,
+    ``predict_logits``), so no method reads lower-precision logits than another."""
+    return device.type == "cuda" and not recorded
+
+
 def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, *,
           record: bool = True, eval_every_epoch: bool = False, checkpoint_epochs=(),
           model: torch.nn.Module | None = None, stop_after: int | None = None,
@@ -116,7 +123,8 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
     ``stop_after``: stop after this many epochs, the learning-rate schedule unchanged
     (the state a full run has at that epoch, e.g. EL2N's early epoch).
     ``progress``: told each epoch's training accuracy (``bench.progress``).
-    On CUDA the forward pass runs under bf16 autocast and image models use channels_last.
+    On CUDA image models use channels_last and the forward pass runs under bf16 autocast,
+    except in a recorded run (``bf16_autocast``): logits that methods read are fp32.
     """
     device = x.device
     generator = seed_everything(seed)
@@ -124,6 +132,7 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
     cuda = device.type == "cuda"
     if cuda and x.ndim == 4:
         model = model.to(memory_format=torch.channels_last)
+    half = bf16_autocast(device, record or eval_every_epoch)
     model.train()
     optimizer = make_optimizer(model, recipe)
     n = len(y)
@@ -149,7 +158,7 @@ def train(recipe: Recipe, x: torch.Tensor, y: torch.Tensor, num_classes: int, se
             lrs[epoch] += recipe.lr * factor / steps_per_epoch
             idx = order[start:start + batch_size]
             yb = y[idx]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=half):
                 logits = model(augment(x[idx], recipe.augment, generator))
             losses = F.cross_entropy(logits.float(), yb, reduction="none", label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

@@ -68,9 +68,24 @@ def msp(ctx):
     utils.py, ``identify_hard_samples_with_confidences_or_energies``) trains 20 networks (5
     instances each of LeNet, an MLP, a small CNN and a tanh MLP) and ranks by the maximum softmax
     probability averaged over them. Deviation: here one network, the final model of this estimation
-    run; seeds average only in the tables. Label-free: it never reads y, so a mislabelled sample the
+    run (`msp_ens` averages over K networks). Label-free: it never reads y, so a mislabelled sample the
     network fits confidently is scored easy."""
     return torch.softmax(ctx.final_logits.float(), dim=1).max(dim=1).values
+
+
+@register(label_blind=True, higher_is_harder=False, needs={"ensemble"}, family="final model",
+          citation="Pukowski & Lu 2024, Investigating the Impact of Hard Samples on Accuracy Reveals In-class Data "
+                   "Imbalance (confidence identifier)")
+def msp_ens(ctx):
+    """Maximum softmax probability averaged over K networks (Pukowski & Lu 2024):
+    (1/K) sum_k max_c softmax(z_k)_c, z_k the final logits (eval mode) of the k-th full training run on
+    the pool (this estimation run and K - 1 more from fresh initialisations, K = ctx.recipe.early_runs:
+    ctx.ensemble); lower = harder.
+
+    Variant: the paper's confidence identifier, averaged over networks as their code does.
+    Deviation: K networks of the recipe's one architecture (default K = 4) instead of their 20
+    networks of four architectures (compute_confidences.py), to bound training cost."""
+    return torch.softmax(ctx.ensemble.final_logits, dim=2).max(dim=2).values.mean(dim=0)
 
 
 @register(label_blind=True, higher_is_harder=False, needs={"final_model"}, family="final model",

@@ -46,6 +46,20 @@ def aum(ctx):
     return ctx.dynamics.margin.mean(axis=1)
 
 
+@register(higher_is_harder=False, needs={"ensemble"}, family="training dynamics",
+          citation="Pleiss et al. 2020, Identifying Mislabeled Data using the Area Under the Margin Ranking (NeurIPS)")
+def aum_ens(ctx):
+    """AUM averaged over K networks: (1/K) sum_k AUM_k, AUM_k = (1/E) sum_e (z_y,e - max_{k' != y} z_k',e) of the
+    k-th full training run (this estimation run and K - 1 more from fresh initialisations, K =
+    ctx.recipe.early_runs: ctx.ensemble); lower = harder.
+
+    Variant: ``aum`` over the same budget of independent networks that ``el2n`` and ``grand`` average
+    over, so that averaging is not confounded with the identifier when single-run and averaged
+    methods are compared. Deviation: Pleiss et al. rank by one run's AUM; averaging is this suite's
+    addition."""
+    return ctx.ensemble.aum.mean(axis=0)
+
+
 def forgetting_counts(correct: np.ndarray) -> np.ndarray:
     """Forgetting events per sample from an (N, E) correctness trajectory: the number
     of correct -> incorrect transitions between consecutive epochs. A sample never

@@ -21,15 +21,16 @@ def dynamics_from(p_y=None, correct=None, margin=None) -> Dynamics:
 
 
 def make_context(x, y, num_classes, *, recipe: Recipe | None = None, dynamics=None, eval_dynamics=None,
-                 checkpoints=None, lrs=None, folds: FoldPredictions | None = None, early_runs=None, seed: int = 0,
-                 needs=NEEDS) -> Context:
+                 checkpoints=None, lrs=None, folds: FoldPredictions | None = None, early_runs=None, ensemble=None,
+                 seed: int = 0, needs=NEEDS) -> Context:
     """A context over hand-made parts: ``checkpoints`` {epoch: state_dict}, ``early_runs``
-    [state_dict, ...], ``folds``, ``dynamics``, ``eval_dynamics``; ``needs`` limits what the method may read."""
+    [state_dict, ...], ``folds``, ``dynamics``, ``eval_dynamics``, ``ensemble`` (the extra runs:
+    {"aum": (K-1, N), "logits": (K-1, N, C)}); ``needs`` limits what the method may read."""
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.int64)
     recipe = recipe or Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=max(checkpoints or {1: None}))
     given = {"dynamics": dynamics, "eval_dynamics": eval_dynamics, "checkpoints": checkpoints, "folds": folds, "early_runs": early_runs,
-             "lrs": None if lrs is None else np.asarray(lrs, dtype=float)}
+             "ensemble": ensemble, "lrs": None if lrs is None else np.asarray(lrs, dtype=float)}
     run = EstimationRun(Pool("fake", x, y, num_classes), seed, recipe, torch.device("cpu"),
                         **{k: v for k, v in given.items() if v is not None})
     return Context(run, needs, "the method under test")

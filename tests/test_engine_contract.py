@@ -197,3 +197,33 @@ def test_early_runs_stop_at_the_early_epoch_with_the_full_schedule():
     full = train(recipe, data.x_train, data.y_train, 10, 0, record=False, checkpoint_epochs=[1])
     for name, value in stopped.model.state_dict().items():
         torch.testing.assert_close(value, full.checkpoints[1][name])
+
+
+def test_the_ensemble_part_trains_k_minus_one_more_full_runs(tmp_path):
+    """K = recipe.early_runs networks: the estimation run and K - 1 more from fresh seeds, trained
+    to the end; the ensemble's first member is the estimation run itself."""
+    from bench.data import load_dataset
+    from bench.estimation import Estimator, parts_for
+    from bench.store import Store
+
+    assert parts_for({"ensemble"}) == ["run", "ensemble"]
+    recipe = recipe_for("digits", epochs=3, early_runs=3)
+    estimator = Estimator(load_dataset("digits"), recipe, torch.device("cpu"), Store(tmp_path))
+    pool = estimator.pool("train")
+    run = estimator.run(pool, 0)
+    ensemble = run.ensemble
+    n = len(pool)
+    assert ensemble.aum.shape == (3, n) and tuple(ensemble.final_logits.shape) == (3, n, 10)
+    np.testing.assert_allclose(ensemble.aum[0], run.part("dynamics").margin.mean(axis=1))
+    torch.testing.assert_close(ensemble.final_logits[0], run.final_logits)
+    assert not np.allclose(ensemble.aum[1], ensemble.aum[2])  # fresh, distinct initialisations
+    assert estimator.is_ready(pool, 0, "ensemble")
+
+
+def test_recorded_runs_never_use_bf16_autocast():
+    """On CUDA, the runs whose logits methods read are fp32; only unrecorded runs use bf16."""
+    from bench.train import bf16_autocast
+
+    assert bf16_autocast(torch.device("cuda"), recorded=False)
+    assert not bf16_autocast(torch.device("cuda"), recorded=True)
+    assert not bf16_autocast(torch.device("cpu"), recorded=False)

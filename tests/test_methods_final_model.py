@@ -76,3 +76,29 @@ def test_msp_is_the_largest_softmax_probability():
     # sample 0: z = [2.5, 0, 0.5] -> e^2.5 / (e^2.5 + 1 + e^0.5)
     assert _run("msp")[0] == pytest.approx(np.exp(2.5) / (np.exp(2.5) + 1 + np.exp(0.5)), rel=1e-6)
     assert not get_method("msp").higher_is_harder and get_method("msp").needs == {"final_model"}
+
+
+def _ensemble_ctx(dynamics=None):
+    """The final model of ``_ctx`` plus two more full runs (the ensemble part's extra runs)."""
+    checkpoints = {1: linear_state(W_FINAL, B_FINAL), 10: linear_state(W_FINAL, B_FINAL)}
+    recipe = Recipe(model="mlp", model_kwargs={"hidden": []}, epochs=10, early_runs=3)
+    extra = np.stack([X @ w.T + b for w, b in EARLY_RUNS]).astype(np.float32)
+    return make_context(X, Y, 3, recipe=recipe, checkpoints=checkpoints, dynamics=dynamics,
+                        ensemble={"aum": np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, -4.0]]), "logits": extra})
+
+
+def test_msp_ens_averages_the_maximum_softmax_probability_over_the_k_networks():
+    logits = [X @ W_FINAL.T + B_FINAL] + [X @ w.T + b for w, b in EARLY_RUNS]
+    expected = np.mean([_softmax(z).max(axis=1) for z in logits], axis=0)
+    np.testing.assert_allclose(np.asarray(get_method("msp_ens").fn(_ensemble_ctx())), expected, rtol=1e-6)
+    method = get_method("msp_ens")
+    assert method.needs == {"ensemble"} and method.label_blind and not method.higher_is_harder
+
+
+def test_aum_ens_averages_aum_over_the_estimation_run_and_the_extra_runs():
+    from methods_support import dynamics_from
+
+    margin = np.array([[2.0, 4.0], [1.0, 1.0], [0.0, 6.0], [-2.0, 0.0]])  # AUM of this run: 3, 1, 3, -1
+    scores = get_method("aum_ens").fn(_ensemble_ctx(dynamics_from(margin=margin)))
+    np.testing.assert_allclose(scores, [(3 + 1 + 0) / 3, (1 + 2 + 0) / 3, (3 + 3 + 0) / 3, (-1 + 4 - 4) / 3])
+    assert get_method("aum_ens").needs == {"ensemble"} and not get_method("aum_ens").higher_is_harder

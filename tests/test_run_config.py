@@ -203,3 +203,28 @@ def test_no_import_circle():
         if name not in state:
             visit(name, [])
     assert not any(m.startswith("methods") for m in set().union(*(graph[n] for n in graph if n.startswith("bench"))))
+
+
+def test_report_names_stale_records_and_the_boards_it_cannot_refresh(tmp_path, caplog):
+    """A record made by other code is left out and named under the table; a board none of whose
+    records is current is left as it was, and ``report`` says which and how to refresh it."""
+    _run(tmp_path)
+    board = tmp_path / "lb" / "digits-epochs2" / "detection-seeds1-types-label-uniform.md"
+    records = sorted((tmp_path / "res").glob("digits-epochs2/*/detection/*/*/seed*.json"))
+    by_method = {json.loads(p.read_text())["method"]: p for p in records}
+
+    def make_stale(path):
+        record = json.loads(path.read_text())
+        record["fingerprint"] = "made-by-other-code"
+        path.write_text(json.dumps(record))
+
+    make_stale(by_method["random"])
+    assert main(["report", "--results", str(tmp_path / "res"), "--leaderboards", str(tmp_path / "lb")]) == 0
+    text = board.read_text()
+    assert "Left out, made by other code" in text and "`random`" in text.split("Left out")[1]
+    make_stale(by_method["loss"])
+    before = board.read_bytes()
+    with caplog.at_level("WARNING"):
+        assert main(["report", "--results", str(tmp_path / "res"), "--leaderboards", str(tmp_path / "lb")]) == 0
+    assert board.read_bytes() == before
+    assert any(board.name in m and "none of its 2 records is current" in m and "rerun `" in m for m in caplog.messages)

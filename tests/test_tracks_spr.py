@@ -139,3 +139,32 @@ def test_curvbim_report_shows_the_reference():
     for record in records:
         record["dataset"] = "digits"
     assert "reference" not in pathways.report(records).markdown
+
+
+def test_every_protocol_seed_draws_its_own_split(tmp_path, monkeypatch):
+    """Split, pathways and resampling redraw their split (subsets, resampled set) per protocol seed,
+    so their intervals over protocol seeds cover the draw; the same seed always draws the same."""
+    from bench.tracks.base import draw_seed
+    from bench.tracks.resampling import study
+
+    seen = {"split": [], "pathways": [], "resampling": []}
+
+    def spy(track, function, position):
+        def wrapped(*args, **kwargs):
+            seen[track].append(args[position])
+            return function(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(split, "stratified_test", spy("split", split.stratified_test, 2))
+    monkeypatch.setattr(pathways, "pathway_sets", spy("pathways", pathways.pathway_sets, 5))
+    monkeypatch.setattr(study, "prune_balanced", spy("resampling", study.prune_balanced, 2))
+    engine = _engine(tmp_path, [LOSS])
+    for track in (split, pathways, resampling):
+        engine.run_track(track)
+    expected = {draw_seed(0, 1000), draw_seed(0, 1001)}
+    assert len(expected) == 2
+    for track, draws in seen.items():
+        assert set(draws) == expected, track
+    a = pathways.pathway_sets(np.arange(200.0), np.arange(200) % 4, 0.2, 0.5, (1.0,), draw_seed(0, 1000))
+    b = pathways.pathway_sets(np.arange(200.0), np.arange(200) % 4, 0.2, 0.5, (1.0,), draw_seed(0, 1001))
+    assert len(a["hard_test"]) == len(b["hard_test"]) and not np.array_equal(a["hard_test"], b["hard_test"])

@@ -295,6 +295,12 @@ def protocol_seeds(count: int) -> list[int]:
     return [1000 + r for r in range(count)]
 
 
+def draw_seed(split_seed: int, protocol_seed: int) -> int:
+    """The seed of one protocol seed's own draw (split, subsets, resampled set): every protocol
+    seed redraws, so an interval over protocol seeds covers the draw as well as the models."""
+    return int(np.random.SeedSequence([split_seed, protocol_seed]).generate_state(1)[0] >> 1)
+
+
 def per_method_units(engine, configs: list[dict], seeds: list[int]) -> list[Unit]:
     """Every (config, method, seed) of the engine's methods."""
     return [Unit(config, m.name, seed) for m in engine.methods for config in configs for seed in seeds]

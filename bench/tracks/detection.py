@@ -209,9 +209,11 @@ def _averaging_note(records: list[dict]) -> str:
     from .. import registry
 
     names = sorted({r["method"] for r in records} & set(registry.list_methods()))
-    several = [m for m in names if registry.get_method(m).needs & {"folds", "early_runs"}]
-    return ("Methods that average several models (K-fold models or independent early runs, see the recipe: "
-            "folds × fold_repeats, early_runs), compared here with single-run methods at their own budgets: "
+    several = [m for m in names if registry.get_method(m).needs & {"folds", "early_runs", "ensemble"}]
+    return ("Methods that average several models (K-fold models, independent early runs or K full runs, see the "
+            "recipe: folds × fold_repeats, early_runs), compared here with single-run methods at their own budgets "
+            "(`aum_ens` and `msp_ens` are `aum` and `msp` averaged over K full runs, to tell averaging from the "
+            "identifier): "
             + (", ".join(f"`{m}`" for m in several) or "none") + ".")
 
 

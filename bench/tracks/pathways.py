@@ -9,8 +9,9 @@ the kept samples are the first round(r·n) of one seeded permutation, so they ar
 nested across r, and r = 1 is the same set on both pathways (one shared model).
 Fresh protocol models, R seeds; accuracy on the hard, easy and full test sets.
 
-Splits and subsets are drawn once per method (``split_seed``); protocol seeds
-(``protocol_seeds`` of them) vary the models' initialisation and batch order.
+Every protocol seed (``protocol_seeds`` of them) draws its own splits and subsets
+(``draw_seed(split_seed, seed)``) as well as its models' initialisation and batch
+order: intervals cover the draw as well as the models.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
 from ..resample import largest_remainder
 from .base import (Report, TrackSettings, Unit, group, method_grid, method_scores, per_method_units,
-                   protocol_recipe, protocol_seeds, ranks_by, trainer_for, verdict_section)
+                   protocol_recipe, protocol_seeds, ranks_by, trainer_for, verdict_section, draw_seed)
 
 NAME = "pathways"
 
@@ -102,8 +103,8 @@ def pathway_sets(scores: np.ndarray, y: np.ndarray, q: float, train_ratio: float
 REFERENCE = {
     "stragglers": {("E", 0.0): (51.4, 52.3, 52.2), ("E", 0.25): (42.8, 96.0, 91.7), ("E", 1.0): (30.4, 97.6, 92.2),
                    ("H", 0.0): (17.2, 96.7, 91.0), ("H", 0.25): (20.2, 97.0, 91.5), ("H", 1.0): (27.2, 97.5, 92.5)},
-    # the confidence identifier, pathway H, hard / easy only
-    "max_logit": {("H", 0.0): (38.4, 95.4, None), ("H", 0.25): (42.2, 95.6, None), ("H", 1.0): (47.0, 95.9, None)},
+    # the confidence identifier (maximum softmax probability averaged over networks), pathway H, hard / easy only
+    "msp_ens": {("H", 0.0): (38.4, 95.4, None), ("H", 0.25): (42.2, 95.6, None), ("H", 1.0): (47.0, 95.9, None)},
 }
 
 
@@ -128,8 +129,9 @@ def _reference_table(records) -> str:
                          len(ours)])
     if not rows:
         return ""
-    return ("Beside the reference (docs/protocol.md, Track P; the paper's confidence identifier is compared with "
-            "`max_logit`; reference = mean of 100 networks), test accuracy %:\n\n"
+    return ("Beside the reference (docs/protocol.md, Track P; the paper's confidence identifier, the maximum "
+            "softmax probability averaged over networks, is compared with `msp_ens`; reference = mean of 100 "
+            "networks), test accuracy %:\n\n"
             + tabulate(rows, headers=["method", "pathway", "r", "hard (ours)", "easy (ours)", "full (ours)",
                                       "reference hard / easy / full", "networks"], tablefmt="github"))
 
@@ -141,14 +143,15 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
     pool = engine.pool("pooled")
     scores = method_scores(engine, pool)
     y = pool.y.cpu().numpy()
-    sets = {name: pathway_sets(scores[name]["scores"], y, opts["q"], opts["train_ratio"], opts["ratios"],
-                               opts["split_seed"], opts["rounding"]) for name in todo if name in scores}
+    sets = {(name, seed): pathway_sets(scores[name]["scores"], y, opts["q"], opts["train_ratio"], opts["ratios"],
+                                       draw_seed(opts["split_seed"], seed), opts["rounding"])
+            for name in todo if name in scores for seed in seeds}
     cells = [Cell(rows, seed, tag={"method": name, "path": key})
-             for name, s in sets.items() for key, rows in s["train"].items() for seed in seeds]
+             for (name, seed), s in sets.items() for key, rows in s["train"].items()]
     recipe = protocol_recipe(engine, settings.epochs)
     trainer = trainer_for(engine, pool, {"pool": pool.x}, recipe, desc="pathway models")
     for cell, pred in zip(cells, trainer.predict(cells)):
-        s, (pathway, r) = sets[cell.tag["method"]], cell.tag["path"]
+        s, (pathway, r) = sets[(cell.tag["method"], cell.seed)], cell.tag["path"]
         correct = pred["pool"] == y
         full = np.concatenate([s["hard_test"], s["easy_test"]])
         metrics = {"acc_hard": float(correct[s["hard_test"]].mean()), "acc_easy": float(correct[s["easy_test"]].mean()),
@@ -195,7 +198,8 @@ def report(records: list[dict]) -> Report:
         sections.append(
             f"### hard set q = {q}, train_ratio = {ratio}, r ∈ {{{', '.join(f'{r:g}' for r in rs)}}}\n\n"
             + _test_sizes(cell) +
-            "All numbers in accuracy points, means ± 95% CI over protocol seeds. **gap** = acc_easy − acc_hard at "
+            "All numbers in accuracy points, means ± 95% CI over protocol seeds (each its own split draw and "
+            "models). **gap** = acc_easy − acc_hard at "
             f"r = {rs[-1]:g}; **hard dep.** = acc_hard(r = {rs[-1]:g}) − acc_hard(r = {rs[0]:g}) on pathway H (reduce "
             "hard); **easy dep.** = acc_easy(r = 1) − acc_easy(r = 0) on pathway E (reduce easy); **easy-removal "
             "gain** = acc_hard(E, r = 0) − acc_hard(E, r = 1), positive when removing the easy training samples "
@@ -210,7 +214,7 @@ def report(records: list[dict]) -> Report:
     rows = [(m, (q, ratio), i, gap) for (q, ratio), cell in group(records, "config.q", "config.train_ratio").items()
             for m, values in summary(cell).items() for i, gap in enumerate(values["gap"]) if np.isfinite(gap)]
     text, verdict_summary = verdict_section("pathway effect", rows, "hard-easy gap (points)",
-                                            what="Replicates are protocol seeds on one split draw per method. ")
+                                            what="Replicates are protocol seeds, each with its own split draw and models. ")
     return Report("\n\n".join([*sections, text]), ranks if sections else {}, plots,
                   {"split/pathway effect": verdict_summary} if verdict_summary else {})
 
@@ -226,8 +230,8 @@ def _test_sizes(records) -> str:
     if not hard:
         return ""
     text = (f"Test sets per method: hard {'–'.join(map(str, (hard[0], hard[-1]) if len(hard) > 1 else hard))} "
-            f"samples, easy {'–'.join(map(str, (easy[0], easy[-1]) if len(easy) > 1 else easy))}, drawn once per "
-            "method (intervals are over protocol seeds on that draw). ")
+            f"samples, easy {'–'.join(map(str, (easy[0], easy[-1]) if len(easy) > 1 else easy))}, drawn anew for "
+            "every protocol seed. ")
     if hard[0] < MIN_HARD_TEST:
         text += (f"**The hard test set has only {hard[0]} samples (below {MIN_HARD_TEST}): its accuracy moves in steps "
                  f"of {100 / hard[0]:.1f} points; read the hard columns with that resolution.** ")

@@ -7,10 +7,12 @@ rest, R protocol seeds. The split swing = acc(easiest) - acc(hardest), in points
 Also Pearson r between each class's share of the hard set H(q) and the class's
 test error under the random split.
 
-The splits are drawn once (``split_seed``); protocol seeds (``protocol_seeds`` of
-them) vary the models' initialisation and batch order. The ``random`` split does not depend on the
-method: its models are trained once (the protocol cache) and every method's
-record carries the same baseline accuracy.
+Each protocol seed (``protocol_seeds`` of them) draws its own ``random`` split and its
+own tie-breaking order (``draw_seed(split_seed, seed)``) and its own models'
+initialisation and batch order, so intervals cover the split draw as well as the
+models. The hardest and easiest test sets are fixed by the scores up to ties. The
+``random`` split does not depend on the method: its models are trained once per
+seed and every method's record carries the same baseline accuracy.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from tabulate import tabulate
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
 from .base import (Report, TrackSettings, Unit, group, method_scores, per_method_units, protocol_recipe,
-                   protocol_seeds, ranks_by, trainer_for, verdict_section)
+                   protocol_seeds, ranks_by, trainer_for, verdict_section, draw_seed)
 
 NAME = "split"
 
@@ -67,35 +69,36 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
     n, c = len(y), pool.num_classes
     size = round(opts["test"] * n)
     every = np.arange(n)
-    tests = {("(random)", "random"): stratified_test(y, size, opts["split_seed"])}
-    for name in todo:
-        if name in scores:
-            s = scores[name]["scores"]
-            tests[(name, "hardest")] = top_k(s, size, opts["split_seed"])
-            tests[(name, "easiest")] = top_k(-s, size, opts["split_seed"])
-    cells = [Cell(np.setdiff1d(every, test), seed, tag={"key": key})
-             for key, test in tests.items() for seed in seeds]
+    draws = {seed: draw_seed(opts["split_seed"], seed) for seed in seeds}
+    tests = {}  # (method or "(random)", which, seed) -> test rows
+    for seed, draw in draws.items():
+        tests[("(random)", "random", seed)] = stratified_test(y, size, draw)
+        for name in todo:
+            if name in scores:
+                s = scores[name]["scores"]
+                tests[(name, "hardest", seed)] = top_k(s, size, draw)
+                tests[(name, "easiest", seed)] = top_k(-s, size, draw)
+    cells = [Cell(np.setdiff1d(every, test), key[2], tag={"key": key}) for key, test in tests.items()]
     recipe = protocol_recipe(engine, settings.epochs)
     trainer = trainer_for(engine, pool, {"pool": pool.x}, recipe, desc="split models")
-    preds = {(cell.tag["key"], cell.seed): p["pool"] for cell, p in zip(cells, trainer.predict(cells))}
+    preds = {cell.tag["key"]: p["pool"] for cell, p in zip(cells, trainer.predict(cells))}
 
-    def accuracy(key, seed):
-        test = tests[key]
-        return float((preds[(key, seed)][test] == y[test]).mean())
+    def accuracy(key):
+        return float((preds[key][tests[key]] == y[tests[key]]).mean())
 
-    random_test = tests[("(random)", "random")]
-    for seed in seeds:
-        correct = preds[(("(random)", "random"), seed)][random_test] == y[random_test]
+    for seed, draw in draws.items():
+        random_test = tests[("(random)", "random", seed)]
+        correct = preds[("(random)", "random", seed)][random_test] == y[random_test]
         class_error = 1 - np.bincount(y[random_test], weights=correct, minlength=c) / np.maximum(
             np.bincount(y[random_test], minlength=c), 1)
         for name in todo:
             if name not in scores:
                 continue
-            hard = top_k(scores[name]["scores"], math.ceil(opts["q"] * n), opts["split_seed"])
+            hard = top_k(scores[name]["scores"], math.ceil(opts["q"] * n), draw)
             share = np.bincount(y[hard], minlength=c) / len(hard)
             r = pearsonr(share, class_error).statistic if np.ptp(share) > 0 and np.ptp(class_error) > 0 else math.nan
-            acc_h, acc_e = accuracy((name, "hardest"), seed), accuracy((name, "easiest"), seed)
-            metrics = {"acc_random": accuracy(("(random)", "random"), seed), "acc_hardest": acc_h,
+            acc_h, acc_e = accuracy((name, "hardest", seed)), accuracy((name, "easiest", seed))
+            metrics = {"acc_random": accuracy(("(random)", "random", seed)), "acc_hardest": acc_h,
                        "acc_easiest": acc_e, "swing": 100 * (acc_e - acc_h), "class_r": float(r)}
             engine.write_record(NAME, config, name, seed, metrics, test_size=size, pool=pool.key,
                                 protocol_recipe=recipe.to_dict(), class_share=share, class_error=class_error)
@@ -121,13 +124,13 @@ def report(records: list[dict]) -> Report:
             "the rest. **Swing** = acc(easiest) − acc(hardest) in points: a method that finds truly hard samples "
             "moves test accuracy more; methods are ranked by swing (descending). **class r**: Pearson r over classes "
             "between the class's share of the hard set H(q) and its test error under the random split. "
-            "Means ± 95% CI over protocol seeds.\n\n"
+            "Means ± 95% CI over protocol seeds, each with its own random split and models.\n\n"
             + tabulate(rows, headers=["method", "acc hardest", "acc easiest", "swing (pts)", "class r", "rank",
                                       "seeds"], tablefmt="github"))
         plots[f"split_swing_test{test}_q{q}.png"] = _swing_plot(by_method, swing)
     rows = [(r["method"], (r["config"]["test"], r["config"]["q"]), r["seed"], r["metrics"]["swing"]) for r in records]
     text, summary = verdict_section("split effect", rows, "swing (points)",
-                                    what="Replicates are protocol seeds on one split draw per setting. ")
+                                    what="Replicates are protocol seeds, each with its own split draw and models. ")
     return Report("\n\n".join([*sections, text]), ranks, plots, {"split/pathway effect": summary} if summary else {})
 
 

@@ -38,8 +38,9 @@ best minus the k worst classes; k = 2 for ≤ 10 classes, C // 10 beyond) and
 ``hard_easy`` (mean over the method's easy classes minus over its hard ones; hard:
 S_c at α = 1 above the mean), plus the worst class recall.
 
-The resampled set is drawn once per (method, configuration) with ``split_seed``;
-protocol seeds vary the models. Paired t-tests (scipy ``ttest_rel``) over protocol
+Every protocol seed draws its own pruning split and resampled set
+(``draw_seed(split_seed, seed)``) as well as its models, so the paired tests over
+protocol seeds cover the draw; within a seed, every configuration shares the split. Paired t-tests (scipy ``ttest_rel``) over protocol
 seeds compare every α > 0 configuration with α = 0 at the same pruning, and
 hardness-based sizes with ``permuted`` ones.
 """

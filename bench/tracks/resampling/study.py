@@ -7,7 +7,7 @@ import numpy as np
 from ...protocol import Cell
 from ...resample import (Resampled, assign_sizes, class_hardness, class_recall_precision, class_targets,
                          prune_balanced, resample, spread)
-from ..base import Unit, method_scores, protocol_recipe, trainer_for
+from ..base import Unit, draw_seed, method_scores, protocol_recipe, trainer_for
 from .settings import NAME, Settings, options, setting
 
 
@@ -40,9 +40,10 @@ def class_metrics(pred: np.ndarray, y: np.ndarray, num_classes: int,
 # ---- run --------------------------------------------------------------------------------------------------------
 
 def training_set(config: dict, s: dict, y: np.ndarray, num_classes: int, split: tuple[np.ndarray, np.ndarray],
-         opts: dict, x_flat: np.ndarray | None) -> dict:
+                 opts: dict, x_flat: np.ndarray | None, draw: int) -> dict:
     """One method's training set for one configuration, from its scores ``s`` and the pruning
-    ``split`` = (kept, pruned) pool rows; plus what the record keeps about it."""
+    ``split`` = (kept, pruned) pool rows, drawn with the seed ``draw``; plus what the record keeps
+    about it."""
     kept, pruned = split
     _, alpha, filler, assignment = setting(config)
     h = class_hardness(s["natural"][kept], y[kept], num_classes)
@@ -51,9 +52,8 @@ def training_set(config: dict, s: dict, y: np.ndarray, num_classes: int, split: 
         targets = np.bincount(y[kept], minlength=num_classes)
         res = Resampled(kept, None, None, np.zeros(num_classes, dtype=np.int64))
     else:
-        targets = assign_sizes(class_targets(h, len(kept), alpha, s["higher_is_harder"]), assignment,
-                               opts["split_seed"])
-        res = resample(y, s["scores"], targets, filler, opts["split_seed"], config["keep"], x_flat, kept, pruned)
+        targets = assign_sizes(class_targets(h, len(kept), alpha, s["higher_is_harder"]), assignment, draw)
+        res = resample(y, s["scores"], targets, filler, draw, config["keep"], x_flat, kept, pruned)
     return {"resampled": res, "targets": targets, "hard_classes": base > base.mean(), "h": h,
             "higher_is_harder": bool(s["higher_is_harder"])}
 
@@ -66,14 +66,16 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
     y = pool.y.cpu().numpy()
     n, c = len(y), pool.num_classes
     x_flat = pool.x.reshape(n, -1).cpu().numpy() if any(cf["filler"] == "smote" for _, cf, _ in todo) else None
-    splits = {p: prune_balanced(y, p, opts["split_seed"], c) for p in {setting(cf)[0] for _, cf, _ in todo}}
+    # every protocol seed draws its own pruning split and resampled sets (draw_seed)
+    draws = {seed: draw_seed(opts["split_seed"], seed) for _, _, seed in todo}
+    splits = {(p, seed): prune_balanced(y, p, draws[seed], c) for _, cf, seed in todo for p in [setting(cf)[0]]}
     plans, cells = {}, []
     for name, config, seed in todo:
         if name not in scores:
             continue
-        key = (name, tuple(sorted(config.items())))
-        if key not in plans:
-            plans[key] = training_set(config, scores[name], y, c, splits[setting(config)[0]], opts, x_flat)
+        key = (name, tuple(sorted(config.items())), seed)
+        plans[key] = training_set(config, scores[name], y, c, splits[(setting(config)[0], seed)], opts, x_flat,
+                                  draws[seed])
         res = plans[key]["resampled"]
         cells.append(Cell(res.rows, seed, res.extra_x, res.extra_y, tag={"key": key, "config": config}))
     recipe = protocol_recipe(engine, settings.epochs)
