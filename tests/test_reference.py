@@ -216,6 +216,11 @@ def test_reference_track_and_real_noise_detection_with_an_oracle(tmp_path, oracl
             assert record["metrics"]["auprc"] == 1.0
     random_auprc = np.mean([r["metrics"]["auprc"] for r in records if r["method"] == "random"])
     assert abs(random_auprc - base_rate) < 0.06
+    assert "Published figures" not in detection.report(records).markdown  # they concern CIFAR-10N only
+    for record in records:
+        record["dataset"] = "npz:cifar10n_aggre_first4000.npz"
+    text = detection.report(records).markdown
+    assert "Published figures (CIFAR-10N aggregate labels)" in text and "4,000 images, not 50,000" in text
 
     engine.run_track(reference)
     refs = list(engine.store.records("reference"))
