@@ -161,12 +161,37 @@ def _table(records: list[dict], compared: dict, letters: dict) -> str:
                                    "cost, shared (s)", "cost, alone (s)"], tablefmt="github")
 
 
-def _separation(compared: dict, letters: dict, records: list[dict]) -> str:
+def _spread(records: list[dict]) -> float:
+    """Best minus median of the methods' mean AUPRC."""
+    means = [np.mean([r["metrics"]["auprc"] for r in rs]) for rs in group(records, "method").values()]
+    return max(means) - float(np.median(means))
+
+
+def _separation(letters: dict, records: list[dict]) -> str:
     """How much a table separates its methods: best minus median AUPRC, and the groups told apart."""
-    means = [np.mean([r["metrics"]["auprc"] for r in records if r["method"] == m]) for m in compared]
     groups = len({letter for value in letters.values() for letter in value.rstrip("*")})
-    return (f"Separation: best − median AUPRC = {max(means) - float(np.median(means)):.3f}; "
+    return (f"Separation: best − median AUPRC = {_spread(records):.3f}; "
             f"{groups} group{'s' * (groups != 1)} told apart by the paired tests.")
+
+
+#: the best − median AUPRC a setting must reach to tell methods apart (a setting where all score alike says nothing)
+SEPARATES = 0.05
+
+
+def _separation_by_kind(records: list[dict]) -> str:
+    """Per kind, the setting (rate) that separates the ranked methods most, and whether any reaches ``SEPARATES``."""
+    rows, short = [], []
+    for (kind,), cell in sorted(group(records, "config.type").items()):
+        spreads = {rate: _spread(_ranked(rs, (kind,))[0]) for (rate,), rs in group(cell, "config.rate").items()}
+        rate = max(spreads, key=spreads.get)
+        rows.append([kind, f"{rate:g}", f"{spreads[rate]:.3f}", "yes" if spreads[rate] >= SEPARATES else "no"])
+        if spreads[rate] < SEPARATES:
+            short.append(kind)
+    return ("### Which settings tell the methods apart\n\nPer kind, the rate whose table separates the ranked methods "
+            f"most (best − median AUPRC); a setting below {SEPARATES} says little about which identifier to trust."
+            + (f" **No setting tried here separates the methods on {', '.join(short)}.**" if short else "")
+            + "\n\n" + tabulate(rows, headers=["kind", "rate", "best − median AUPRC", f"≥ {SEPARATES}"],
+                                 tablefmt="github", disable_numparse=True))
 
 
 def _check_line(cell: list[dict]) -> str:
@@ -214,7 +239,7 @@ def report(records: list[dict]) -> Report:
                 "Cost per seed: the "
                 "method's scoring plus its share of the training it needed among the methods run here (*shared*), "
                 "or plus all of that training (*alone*).\n\n" + _table(ranked, compared, letters)
-                + f"\n\n{_separation(compared, letters, ranked)}" + (_published(cell) if kind == REAL else ""))
+                + f"\n\n{_separation(letters, ranked)}" + (_published(cell) if kind == REAL else ""))
         if apart:
             text += ("\n\nLabel-blind methods (they never read the sample's own label, so they cannot see label "
                      "noise by construction; not ranked here):\n\n" + _table(apart, {}, {}))
@@ -222,7 +247,8 @@ def report(records: list[dict]) -> Report:
     by_type, plots = _by_type(records)
     overall, ranks, verdicts, cd_plot = _overall(records)
     plots.update(cd_plot)
-    return Report("\n\n".join([*sections, by_type, _averaging_note(records), overall]), ranks, plots, verdicts)
+    return Report("\n\n".join([*sections, by_type, _separation_by_kind(records), _averaging_note(records), overall]),
+                  ranks, plots, verdicts)
 
 
 def _averaging_note(records: list[dict]) -> str:
