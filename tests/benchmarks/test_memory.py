@@ -245,8 +245,11 @@ def _mnist_context(n):
     dynamics = dynamics_from(p_y=p_y, margin=rng.normal(size=(n, recipe.epochs)))
     probs = rng.dirichlet(np.ones(10), size=(recipe.fold_repeats, n)).astype(np.float32)
     folds = FoldPredictions(probs, rng.integers(0, recipe.folds, (recipe.fold_repeats, n)))
-    return make_context(x, y, 10, recipe=recipe, dynamics=dynamics, checkpoints=checkpoints, early_runs=early,
-                        folds=folds, lrs=np.full(recipe.epochs, recipe.lr))
+    extra = recipe.early_runs - 1
+    ensemble = {"aum": rng.normal(size=(extra, n)).astype(np.float32),
+                "logits": rng.normal(size=(extra, n, 10)).astype(np.float32)}
+    return make_context(x, y, 10, recipe=recipe, dynamics=dynamics, eval_dynamics=dynamics, checkpoints=checkpoints,
+                        early_runs=early, folds=folds, ensemble=ensemble, lrs=np.full(recipe.epochs, recipe.lr))
 
 
 def _mnist_method_probe(name):
