@@ -33,7 +33,7 @@ part() {
     memorise)   timed memorise "${BENCH[@]}" run "${JOBS[@]}" --dataset mnist --data-root "$DATA" --subset 10000 \
                     --profile memorise --tracks detection --quiet ;;
     cifar10n)   timed cifar10n "${BENCH[@]}" run "${JOBS[@]}" --dataset "npz:$DATA/cifar10n-4k/cifar10n_aggre_first4000.npz" \
-                    --recipe cifar10n-4k --tracks detection --quiet ;;
+                    --recipe cifar10n-4k --tracks detection --option detection.types=real --quiet ;;
     fashion)    timed fashion "${BENCH[@]}" run "${JOBS[@]}" --dataset fashion-mnist --data-root "$DATA" --subset 10000 \
                     --tracks detection --quiet ;;
     pathways)   timed pathways "${BENCH[@]}" run "${JOBS[@]}" --dataset mnist --data-root "$DATA" --recipe curvbim --subset 20000 \
