@@ -59,11 +59,9 @@ def _header(title: str, board: dict, records: list[dict], quality: dict | None =
           if (now["command"], now["commit"]) != (made["command"], made["commit"]) else []),
         f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}",
     ]
-    # only the estimation runs on this table's pools (records name theirs)
-    pools = {r.get("pool") or r["config"].get("pool") for r in records} - {None}
-    runs = [(pool, run) for (pool, _), run in sorted((quality or {}).items()) if not pools or pool in pools]
-    if runs:
-        lines.append(_quality_line([run for _, run in runs], [run for pool, run in runs if not _holds_test(pool)]))
+    summary = estimation_summary(records, quality)
+    if summary:
+        lines.append(_quality_line(summary))
     if any(c.endswith("-dirty") for c in commits):
         lines.append("- **some results were made from uncommitted code** (commit marked -dirty)")
     return "\n".join(lines + [""])
@@ -80,18 +78,30 @@ def _holds_test(pool: str) -> bool:
     return pool.startswith("pooled")
 
 
-def _quality_line(runs: list[dict], held_out: list[dict]) -> str:
-    """The estimation models' final training accuracy and, from the runs whose pool leaves the
-    test split out (``held_out``), their clean test accuracy: a model that trained on the test
-    split has none."""
-    train = 100 * np.mean([r["final_train_accuracy"] for r in runs])
+def estimation_summary(records: list[dict], quality: dict | None) -> dict | None:
+    """The estimation runs behind a table's records (only those on its pools): how many, their
+    mean final training accuracy and, from the runs whose pool leaves the test split out, their
+    mean clean test accuracy (None where every pool holds the test split), in %."""
+    pools = {r.get("pool") or r["config"].get("pool") for r in records} - {None}
+    runs = [(pool, run) for (pool, _), run in sorted((quality or {}).items()) if not pools or pool in pools]
+    if not runs:
+        return None
+    held_out = [run["test_accuracy"] for pool, run in runs if not _holds_test(pool)]
+    return {"runs": len(runs), "held_out": len(held_out),
+            "train_accuracy": round(100 * float(np.mean([run["final_train_accuracy"] for _, run in runs])), 1),
+            "test_accuracy": round(100 * float(np.mean(held_out)), 1) if held_out else None}
+
+
+def _quality_line(summary: dict) -> str:
+    """The estimation models' final training accuracy and clean test accuracy (a model that
+    trained on the test split has none)."""
+    runs, held_out = summary["runs"], summary["held_out"]
     test, note = "", "; no clean test accuracy: the pool holds the test split"
     if held_out:
-        share = f" ({len(held_out)} of them)" if len(held_out) < len(runs) else ""
-        test = f"clean test accuracy {100 * np.mean([r['test_accuracy'] for r in held_out]):.1f}%{share}, "
-        note = ""
-    return (f"- estimation model ({len(runs)} run{'s' * (len(runs) > 1)}): {test}final training accuracy "
-            f"{train:.1f}% (a clean pass, against the labels it was given){note}")
+        share = f" ({held_out} of them)" if held_out < runs else ""
+        test, note = f"clean test accuracy {summary['test_accuracy']:.1f}%{share}, ", ""
+    return (f"- estimation model ({runs} run{'s' * (runs > 1)}): {test}final training accuracy "
+            f"{summary['train_accuracy']:.1f}% (a clean pass, against the labels it was given){note}")
 
 
 def _recipe_text(recipe: dict) -> str:
@@ -228,12 +238,15 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
         if missing:
             body += f"\n\n{missing} of the {len(loaded)} planned records are missing (rerun the command to complete)."
         title = f"{board['label']} — {board['track']}"
-        _write_text(path, _header(title, board, records, estimation_quality(scope)) + "\n" + body + "\n")
+        quality = estimation_quality(scope)
+        _write_text(path, _header(title, board, records, quality) + "\n" + body + "\n")
         for file_name, figure in plots.items():
             _save_figure(figure, path.parent / file_name)
         written.append(path)
         write_json(path.with_suffix(".ranks.json"), {"board": f"{board['label']}/{path.stem}",
                                                      "track": board["track"], "ranks": ranks, "verdicts": verdicts,
+                                                     "recipe": board["recipe"],
+                                                     "estimation": estimation_summary(records, quality),
                                                      "seeds": len({r["seed"] for r in records})})
     entries = [read_json(p) for p in sorted(out_dir.glob("*/*.ranks.json"))]
     if entries:
@@ -241,7 +254,7 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
     readme_path = out_dir.parent / "README.md"
     if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
         fill_readme(readme_path, out_dir)
-        written += [readme_path, readme_path.parent / "docs" / "methods.md"]
+        written += [readme_path, *(readme_path.parent / "docs" / name for name in ("methods.md", "recipes.md"))]
     return written
 
 
@@ -344,6 +357,25 @@ def top_five(out_dir: str | Path, prefix: str = "") -> str:
     return "\n".join(f"- **{q}**\n" + "\n".join(lines) for q, lines in by_question.items())
 
 
+def recipe_cards(out_dir: str | Path, prefix: str = "") -> str:
+    """Each board's estimation model as its header states it: the recipe's model and epochs, the
+    runs, their training accuracy against the labels they were given and their clean test accuracy."""
+    rows = []
+    for ranks_file in sorted(Path(out_dir).glob("*/*.ranks.json")):
+        entry = read_json(ranks_file)
+        summary, recipe = entry.get("estimation"), entry.get("recipe")
+        if not summary or not recipe:
+            continue
+        board = f"{ranks_file.parent.name}/{ranks_file.name.removesuffix('.ranks.json')}"
+        shape = recipe.get("model_kwargs", {}).get("hidden") or recipe.get("model_kwargs", {}).get("widths")
+        model = f"{recipe['model']}" + (f" {'-'.join(map(str, shape))}" if shape else "")
+        test = "–" if summary["test_accuracy"] is None else f"{summary['test_accuracy']:.1f}%"
+        rows.append([f"[{board}]({prefix}{board}.md)", model, recipe["epochs"], summary["runs"],
+                     f"{summary['train_accuracy']:.1f}%", test])
+    return tabulate(rows, headers=["board", "model", "epochs", "estimation runs", "training accuracy (given labels)",
+                                   "clean test accuracy"], tablefmt="github", disable_numparse=True)
+
+
 def _fill(path: Path, blocks: dict[str, str]) -> None:
     text = path.read_text()
     for name, body in blocks.items():
@@ -353,11 +385,13 @@ def _fill(path: Path, blocks: dict[str, str]) -> None:
 
 
 def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> None:
-    """Refresh the generated blocks: the README's top five per question and, in ``docs/methods.md``
-    beside it, the method table."""
+    """Refresh the generated blocks: the README's top five per question and, in ``docs/`` beside
+    it, the method table (``methods.md``) and the boards' estimation models (``recipes.md``)."""
     readme = Path(readme)
     prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
     _fill(readme, {"leaderboard": top_five(out_dir, prefix)})
-    methods_doc = readme.parent / "docs" / "methods.md"
-    if methods_doc.exists():
-        _fill(methods_doc, {"methods": methods_table()})
+    docs = readme.parent / "docs"
+    if (docs / "methods.md").exists():
+        _fill(docs / "methods.md", {"methods": methods_table()})
+    if (docs / "recipes.md").exists():
+        _fill(docs / "recipes.md", {"cards": recipe_cards(out_dir, "../" + prefix)})

@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from bench.cli import build_parser, main, parse_options
-from bench.leaderboard import top_five
+from bench.leaderboard import recipe_cards, top_five
 from bench.tracks import TRACKS
 from conftest import ROOT
 
@@ -33,6 +33,14 @@ def test_methods_table_is_the_registry_listing():
         assert main(["list", "--details", "--markdown"]) == 0
     assert _block((ROOT / "docs" / "methods.md").read_text(), "methods") == out.getvalue().strip(), \
         "regenerate with: python -m bench report --readme"
+
+
+def test_recipe_cards_are_the_boards_headers():
+    """docs/recipes.md quotes each recipe's accuracies only from the committed boards."""
+    block = _block((ROOT / "docs" / "recipes.md").read_text(), "cards")
+    assert block == recipe_cards(ROOT / "leaderboards", "../leaderboards/").strip(), \
+        "regenerate with: python -m bench report --readme"
+    assert block.count("\n") >= 3, "the committed boards state their estimation models"
 
 
 def test_leaderboard_block_is_the_boards_top_five():
