@@ -217,7 +217,8 @@ def report(records: list[dict]) -> Report:
         "`ttest_rel`) over protocol seeds against α = 0 at the same pruning, Holm-corrected over every configuration "
         "and method of the same comparison. Methods are ranked by the relative "
         f"recall-gap reduction at α = {'–' if alpha0 is None else f'{alpha0:g}'} without pruning (hardness sizes, "
-        "mean over fillers; larger = better). Means ± 95% CI over protocol seeds.",
+        "mean over fillers; larger = better). Means ± 95% CI over protocol seeds, each with its own pruning split, "
+        "resampled set and models.",
         f"Protocol models: {_protocol_epochs(records)}. Summaries are medians over the identifiers (`random` left "
         "out: it is the control, shown in the tables) and leave degenerate cells out (a class below "
         f"{100 * DEGENERATE_SHARE:g}% of its balanced size; marked in the tables).",
@@ -242,8 +243,8 @@ def report(records: list[dict]) -> Report:
             for seed, d in zip(e["seeds"], e.get("delta_recall_gap", []))]
     text, summary = verdict_section("resampling", rows, "recall-gap reduction (points)",
                                     what=f"At α = {alpha0 if alpha0 is None else f'{alpha0:g}'} without pruning, "
-                                         "hardness sizes, against α = 0; replicates are protocol seeds on one "
-                                         "resample draw. ")
+                                         "hardness sizes, against α = 0; replicates are protocol seeds, each "
+                                         "with its own resample draw. ")
     sections.append(text)
     return Report("\n\n".join(sections), ranks, {"resampling_recall.png": _plot(records, table, methods)},
                   {"resampling": summary} if summary else {})
