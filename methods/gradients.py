@@ -317,7 +317,7 @@ def finite_difference_curvature(model: torch.nn.Module, x: torch.Tensor, y: torc
         xb = x[a:b]
         v = rademacher((n_probes, b - a, *x.shape[1:]), generator, x.device)
         points = torch.cat([xb.unsqueeze(0), xb + h * v]).flatten(0, 1)  # probe-major: clean, probe 1, ...
-        g = input_loss_grads(model, points, y[a:b].repeat(n_probes + 1)).view(n_probes + 1, b - a, -1)
+        g = input_loss_grads(model, points, y[a:b].repeat(n_probes + 1)).reshape(n_probes + 1, b - a, -1)
         out[a:b] = (g[1:] - g[0]).norm(dim=2).mean(dim=0) / h
     return out
 

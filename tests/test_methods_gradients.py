@@ -225,6 +225,18 @@ def test_finite_difference_curvature_is_the_mean_norm_over_probes_in_chunks():
     np.testing.assert_allclose(ours, expected, rtol=1e-4)
 
 
+def test_finite_difference_curvature_reads_channels_last_images():
+    """Images stored channels-last (an npz of (N, H, W, C) read as a permuted view) score as contiguous ones."""
+    torch.manual_seed(0)
+    model = build_model("airbench", (3, 16, 16), 3, widths=[4, 4, 4]).eval()
+    contiguous = torch.randn(6, 3, 16, 16)
+    channels_last = contiguous.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    y = torch.randint(0, 3, (6,))
+    a = finite_difference_curvature(model, contiguous, y, 3, 1e-2, torch.Generator().manual_seed(1))
+    b = finite_difference_curvature(model, channels_last, y, 3, 1e-2, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def _kink_context(x0, y):
     """r = relu(x), z = (r + 2, -r): a ReLU kink at x = 0."""
     state = {"blocks.0.1.weight": torch.tensor([[1.0]]), "blocks.0.1.bias": torch.zeros(1),
