@@ -12,14 +12,18 @@ import numpy as np
 import torch
 
 
-def git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+#: what `bench report --readme` writes: the boards, the README's top five and the docs' generated blocks
+GENERATED = ("leaderboards", "README.md", "docs/methods.md", "docs/recipes.md")
+
+
+def git_commit(root: Path = Path(__file__).resolve().parent.parent) -> str:
+    """The checkout's commit, with ``-dirty`` where tracked code differs from it."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        # generated outputs do not make the code dirty: a run rewrites them as it goes
+        # generated outputs do not make the code dirty: `bench report --readme` rewrites them
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!leaderboards", ":!README.md"], cwd=root,
+                                *(f":!{path}" for path in GENERATED)], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
