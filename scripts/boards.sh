@@ -9,6 +9,8 @@ mkdir -p results
 DATA=${DATA:-../shared/data}
 BENCH=(python -m bench)
 JOBS=(--jobs "${BENCH_JOBS:-2}")  # training units in 2 worker processes: about 1.3x faster on 2 cores
+# BENCH_JOBS=1 BENCH_THREADS=1 runs a part on one core, so that two parts can share the machine
+JOBS+=(${BENCH_THREADS:+--threads "$BENCH_THREADS"})
 
 timed() {  # timed NAME COMMAND...: run, then print the wall time and peak RSS
     local name=$1; shift
