@@ -254,7 +254,7 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
     readme_path = out_dir.parent / "README.md"
     if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
         fill_readme(readme_path, out_dir)
-        written += [readme_path, *(readme_path.parent / "docs" / name for name in ("methods.md", "recipes.md"))]
+        written += [readme_path, *(readme_path.parent / "docs" / name for name in ("methods.md", "recipes.md", "scale.md"))]
     return written
 
 
@@ -376,6 +376,19 @@ def recipe_cards(out_dir: str | Path, prefix: str = "") -> str:
                                    "clean test accuracy"], tablefmt="github", disable_numparse=True)
 
 
+def board_times(out_dir: str | Path) -> str:
+    """The wall time and peak RSS of each part of ``scripts/boards.sh``, as the script kept them in
+    ``boards-times.tsv`` beside the boards (the part's last run that computed something)."""
+    path = Path(out_dir) / "boards-times.tsv"
+    if not path.exists():
+        return "No part of `scripts/boards.sh` has been timed yet."
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return tabulate([[f"`{part}`", wall, f"{int(rss_kb) / 1e6:.2f} GB", f"{commit}, {date}"]
+                     for part, wall, rss_kb, date, commit in rows],
+                    headers=["part", "wall (h:mm:ss)", "peak RSS", "made at commit, date"], tablefmt="github",
+                    disable_numparse=True)
+
+
 def _fill(path: Path, blocks: dict[str, str]) -> None:
     text = path.read_text()
     for name, body in blocks.items():
@@ -386,7 +399,8 @@ def _fill(path: Path, blocks: dict[str, str]) -> None:
 
 def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> None:
     """Refresh the generated blocks: the README's top five per question and, in ``docs/`` beside
-    it, the method table (``methods.md``) and the boards' estimation models (``recipes.md``)."""
+    it, the method table (``methods.md``), the boards' estimation models (``recipes.md``) and the
+    boards' wall times and peak memory (``scale.md``)."""
     readme = Path(readme)
     prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
     _fill(readme, {"leaderboard": top_five(out_dir, prefix)})
@@ -395,3 +409,5 @@ def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> Non
         _fill(docs / "methods.md", {"methods": methods_table()})
     if (docs / "recipes.md").exists():
         _fill(docs / "recipes.md", {"cards": recipe_cards(out_dir, "../" + prefix)})
+    if (docs / "scale.md").exists():
+        _fill(docs / "scale.md", {"times": board_times(out_dir)})

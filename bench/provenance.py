@@ -13,7 +13,7 @@ import torch
 
 
 #: what `bench report --readme` writes: the boards, the README's top five and the docs' generated blocks
-GENERATED = ("leaderboards", "README.md", "docs/methods.md", "docs/recipes.md")
+GENERATED = ("leaderboards", "README.md", "docs/methods.md", "docs/recipes.md", "docs/scale.md")
 
 
 def git_commit(root: Path = Path(__file__).resolve().parent.parent) -> str:

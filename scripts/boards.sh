@@ -12,14 +12,31 @@ JOBS=(--jobs "${BENCH_JOBS:-2}")  # training units in 2 worker processes: about 
 # BENCH_JOBS=1 BENCH_THREADS=1 runs a part on one core, so that two parts can share the machine
 JOBS+=(${BENCH_THREADS:+--threads "$BENCH_THREADS"})
 
-timed() {  # timed NAME COMMAND...: run, then print the wall time and peak RSS
+timed() {  # timed NAME COMMAND...: run, print the wall time and peak RSS, and keep them for the docs
     local name=$1; shift
-    local log; log=$(mktemp)
+    local log marker; log=$(mktemp); marker=$(mktemp)
     /usr/bin/time -v "$@" 2> >(tee "$log" >&2)
-    printf '%-12s wall %s, peak RSS %s kB\n' "$name" \
-        "$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')" \
-        "$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')" | tee -a results/boards-times.txt
-    rm -f "$log"
+    local wall rss
+    wall=$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')
+    rss=$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')
+    printf '%-12s wall %s, peak RSS %s kB\n' "$name" "$wall" "$rss" | tee -a results/boards-times.txt
+    # leaderboards/boards-times.tsv (rendered into docs/scale.md) keeps the last run that computed
+    # something: a rerun that finds every result cached leaves the committed figures as they were
+    if [ -n "$(find results -type f -newer "$marker" ! -path '*/_boards/*' -print -quit)" ]; then
+        keep_time "$name" "$wall" "$rss"
+    fi
+    rm -f "$log" "$marker"
+}
+
+keep_time() {  # keep_time NAME WALL RSS_KB: replace NAME's line in leaderboards/boards-times.tsv
+    local file=leaderboards/boards-times.tsv tmp
+    tmp=$(mktemp)
+    [ -f "$file" ] || printf 'part\twall\tpeak_rss_kb\tdate\tcommit\n' > "$file"
+    { head -n 1 "$file"
+      { tail -n +2 "$file" | awk -F '\t' -v part="$1" '$1 != part'
+        printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(date -u +%F)" "$(git rev-parse --short=12 HEAD)"
+      } | sort; } > "$tmp"
+    mv "$tmp" "$file"
 }
 
 part() {

@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from bench.cli import build_parser, main, parse_options
-from bench.leaderboard import recipe_cards, top_five
+from bench.leaderboard import board_times, recipe_cards, top_five
 from bench.tracks import TRACKS
 from conftest import ROOT
 
@@ -41,6 +41,20 @@ def test_recipe_cards_are_the_boards_headers():
     assert block == recipe_cards(ROOT / "leaderboards", "../leaderboards/").strip(), \
         "regenerate with: python -m bench report --readme"
     assert block.count("\n") >= 3, "the committed boards state their estimation models"
+
+
+def test_scale_figures_are_the_timed_board_runs():
+    """docs/scale.md quotes each part's wall time and peak RSS only as scripts/boards.sh kept them."""
+    block = _block((ROOT / "docs" / "scale.md").read_text(), "times")
+    assert block == board_times(ROOT / "leaderboards").strip(), "regenerate with: python -m bench report --readme"
+
+
+def test_board_times_render_the_scripts_file(tmp_path):
+    (tmp_path / "boards-times.tsv").write_text("part\twall\tpeak_rss_kb\tdate\tcommit\n"
+                                               "digits\t8:24.31\t1550000\t2026-12-02\tabc123\n")
+    row = board_times(tmp_path).splitlines()[2]
+    assert [cell.strip() for cell in row.strip("|").split("|")] == ["`digits`", "8:24.31", "1.55 GB", "abc123, 2026-12-02"]
+    assert "has been timed yet" in board_times(tmp_path / "elsewhere")
 
 
 def test_leaderboard_block_is_the_boards_top_five():
