@@ -56,7 +56,7 @@ part() {
     fashion)    timed fashion "${BENCH[@]}" run "${JOBS[@]}" --dataset fashion-mnist --data-root "$DATA" --subset 10000 \
                     --tracks detection --quiet ;;
     pathways)   timed pathways "${BENCH[@]}" run "${JOBS[@]}" --dataset mnist --data-root "$DATA" --recipe curvbim --subset 20000 \
-                    --methods stragglers,msp,msp_ens --tracks pathways --seeds 2 --option pathways.protocol_seeds=10 \
+                    --methods stragglers --tracks pathways --seeds 2 --option pathways.protocol_seeds=5 \
                     --option pathways.ratios=0,0.25,1 --option pathways.rounding=class --quiet ;;
     resampling) for d in mnist fashion-mnist; do
                     timed "resampling-$d" "${BENCH[@]}" run "${JOBS[@]}" --dataset "$d" --data-root "$DATA" --subset 5000 \
