@@ -118,17 +118,21 @@ class Engine:
         if todo:
             track.run(self, settings, todo)
         if units:
-            self.write_board(track, settings, units)
+            self.write_board(track, settings, units, computed=bool(todo))
         return units
 
-    def write_board(self, track, settings, units) -> None:
+    def write_board(self, track, settings, units, computed: bool = True) -> None:
+        """Write the board's manifest, unless it exists and this run computed nothing for it: the
+        board then stays credited to the run that made its records, and its file is unchanged."""
         paths = sorted({str(self.record_path(track.NAME, u.config, u.method, u.seed).relative_to(self.scope))
                         for u in units})
         key = digest(track.NAME, repr(sorted(settings.to_dict().items())), *paths)[:12]
         path = self.scope / "_boards" / f"{track.NAME}-{key}.json"
-        old, made = st.read_or_none(path), provenance()  # provenance asks git: once
-        same = old is not None and all(old["provenance"][k] == made[k] for k in ("command", "commit"))
-        if same:
+        old = st.read_or_none(path)
+        if old is not None and not computed:
+            return
+        made = provenance()  # provenance asks git: once
+        if old is not None and all(old["provenance"][k] == made[k] for k in ("command", "commit")):
             return  # the same run again: the manifest stands
         st.write_json(path, {
             "track": track.NAME, "label": self.label, "dataset": self.dataset.key,

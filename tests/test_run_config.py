@@ -53,6 +53,26 @@ def test_each_input_recomputes_exactly_what_it_affects(tmp_path):
     assert "subset: 500 samples" in boards["digits-n500-epochs2"]
 
 
+def test_a_rerun_that_computes_nothing_rewrites_no_manifest_or_board(tmp_path, monkeypatch):
+    """A board stays credited to the run that made its records: a second run at a later commit
+    that finds everything cached leaves the manifest and the board as they were."""
+    from bench import engine
+
+    _run(tmp_path)
+    (manifest,) = (tmp_path / "res").glob("*/*/_boards/*.json")
+    (board,) = (tmp_path / "lb").glob("*/detection*.md")
+    first_manifest, first_board = manifest.read_text(), board.read_text()
+    later = {**engine.provenance(), "commit": "later0000000", "command": "python -m bench run (again)"}
+    monkeypatch.setattr(engine, "provenance", lambda: later)
+    _run(tmp_path)
+    assert manifest.read_text() == first_manifest
+    assert board.read_text() == first_board
+    record = next((tmp_path / "res").glob("*/*/detection/**/*.json"))
+    record.unlink()  # one record to compute again: the manifest now names the run that did
+    _run(tmp_path)
+    assert json.loads(manifest.read_text())["provenance"]["commit"] == "later0000000"
+
+
 def test_new_npz_contents_under_the_same_name_train_again(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "mine.npz"
