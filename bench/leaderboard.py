@@ -108,7 +108,15 @@ def _recipe_text(recipe: dict) -> str:
     return ", ".join(f"{k}={_value_text(v) if not isinstance(v, dict) else v}" for k, v in recipe.items())
 
 
+#: the line naming the report that rendered a table: a change to it alone rewrites no file
+_RENDERED_BY = re.compile(r"^- table made by: .*\n", re.M)
+
+
 def _write_text(path: Path, text: str) -> None:
+    """Write, unless the file already says the same but for the line naming the report: a report
+    at a later commit that changes no number leaves the committed boards as they are."""
+    if path.exists() and _RENDERED_BY.sub("", path.read_text()) == _RENDERED_BY.sub("", text):
+        return
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

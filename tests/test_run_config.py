@@ -55,8 +55,9 @@ def test_each_input_recomputes_exactly_what_it_affects(tmp_path):
 
 def test_a_rerun_that_computes_nothing_rewrites_no_manifest_or_board(tmp_path, monkeypatch):
     """A board stays credited to the run that made its records: a second run at a later commit
-    that finds everything cached leaves the manifest and the board as they were."""
-    from bench import engine
+    that finds everything cached leaves the manifest and the board (whose table it renders again)
+    as they were."""
+    from bench import engine, leaderboard
 
     _run(tmp_path)
     (manifest,) = (tmp_path / "res").glob("*/*/_boards/*.json")
@@ -64,13 +65,15 @@ def test_a_rerun_that_computes_nothing_rewrites_no_manifest_or_board(tmp_path, m
     first_manifest, first_board = manifest.read_text(), board.read_text()
     later = {**engine.provenance(), "commit": "later0000000", "command": "python -m bench run (again)"}
     monkeypatch.setattr(engine, "provenance", lambda: later)
+    monkeypatch.setattr(leaderboard, "provenance", lambda: later)
     _run(tmp_path)
     assert manifest.read_text() == first_manifest
     assert board.read_text() == first_board
     record = next((tmp_path / "res").glob("*/*/detection/**/*.json"))
-    record.unlink()  # one record to compute again: the manifest now names the run that did
+    record.unlink()  # one record to compute again: the manifest and the board now name the run that did
     _run(tmp_path)
     assert json.loads(manifest.read_text())["provenance"]["commit"] == "later0000000"
+    assert "at commit later0000000" in board.read_text()
 
 
 def test_new_npz_contents_under_the_same_name_train_again(tmp_path):
