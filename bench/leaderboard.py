@@ -262,7 +262,8 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
     readme_path = out_dir.parent / "README.md"
     if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
         fill_readme(readme_path, out_dir)
-        written += [readme_path, *(readme_path.parent / "docs" / name for name in ("methods.md", "recipes.md", "scale.md"))]
+        docs = readme_path.parent / "docs"
+        written += [readme_path, *(docs / name for name in ("methods.md", "recipes.md", "scale.md"))]
     return written
 
 

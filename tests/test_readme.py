@@ -53,7 +53,8 @@ def test_board_times_render_the_scripts_file(tmp_path):
     (tmp_path / "boards-times.tsv").write_text("part\twall\tpeak_rss_kb\tdate\tcommit\n"
                                                "digits\t8:24.31\t1550000\t2026-12-02\tabc123\n")
     row = board_times(tmp_path).splitlines()[2]
-    assert [cell.strip() for cell in row.strip("|").split("|")] == ["`digits`", "8:24.31", "1.55 GB", "abc123, 2026-12-02"]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells == ["`digits`", "8:24.31", "1.55 GB", "abc123, 2026-12-02"]
     assert "has been timed yet" in board_times(tmp_path / "elsewhere")
 
 
