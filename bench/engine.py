@@ -122,18 +122,14 @@ class Engine:
         return units
 
     def write_board(self, track, settings, units, computed: bool = True) -> None:
-        """Write the board's manifest, unless it exists and this run computed nothing for it: the
-        board then stays credited to the run that made its records, and its file is unchanged."""
+        """Write the board's manifest, naming this run, unless it exists and this run computed
+        nothing for it: the board then stays credited to the run that made its records."""
         paths = sorted({str(self.record_path(track.NAME, u.config, u.method, u.seed).relative_to(self.scope))
                         for u in units})
         key = digest(track.NAME, repr(sorted(settings.to_dict().items())), *paths)[:12]
         path = self.scope / "_boards" / f"{track.NAME}-{key}.json"
-        old = st.read_or_none(path)
-        if old is not None and not computed:
+        if not computed and st.read_or_none(path) is not None:
             return
-        made = provenance()  # provenance asks git: once
-        if old is not None and all(old["provenance"][k] == made[k] for k in ("command", "commit")):
-            return  # the same run again: the manifest stands
         st.write_json(path, {
             "track": track.NAME, "label": self.label, "dataset": self.dataset.key,
             "dataset_fingerprint": self.dataset.fingerprint, "layout": self.dataset.layout_note,
@@ -142,7 +138,7 @@ class Engine:
             "settings": settings.to_dict(), "settings_changed": settings.differences(),
             "settings_beyond_profile": settings.differences(track.Settings.build(
                 PROFILES.get(self.profile, {}).get(track.NAME, {}))), "records": paths,
-            "provenance": made})
+            "provenance": provenance()})
 
     # ---- track records ----------------------------------------------------------------
     def record_path(self, track: str, config: dict, method: str, seed: int) -> Path:

@@ -21,8 +21,10 @@ timed() {  # timed NAME COMMAND...: run, print the wall time and peak RSS, and k
     rss=$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')
     printf '%-12s wall %s, peak RSS %s kB\n' "$name" "$wall" "$rss" | tee -a results/boards-times.txt
     # leaderboards/boards-times.tsv (rendered into docs/scale.md) keeps the last run that computed
-    # something: a rerun that finds every result cached leaves the committed figures as they were
-    if [ -n "$(find results -type f -newer "$marker" ! -path '*/_boards/*' -print -quit)" ]; then
+    # something, which is the run that rewrote a board manifest naming its command; a rerun that
+    # finds every result cached rewrites none, and leaves the committed figures as they were
+    if [ -n "$(find results -path '*/_boards/*.json' -newer "$marker" \
+                   -exec grep -qF "\"command\": \"$*\"" {} \; -print -quit)" ]; then
         keep_time "$name" "$wall" "$rss"
     fi
     rm -f "$log" "$marker"
