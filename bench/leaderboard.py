@@ -261,9 +261,7 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
         written.append(_write_overview(out_dir, entries))
     readme_path = out_dir.parent / "README.md"
     if readme and readme_path.exists() and "<!-- leaderboard:start -->" in readme_path.read_text():
-        fill_readme(readme_path, out_dir)
-        docs = readme_path.parent / "docs"
-        written += [readme_path, *(docs / name for name in ("methods.md", "recipes.md", "scale.md"))]
+        written += fill_readme(readme_path, out_dir)
     return written
 
 
@@ -406,17 +404,18 @@ def _fill(path: Path, blocks: dict[str, str]) -> None:
     _write_text(path, text)
 
 
-def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> None:
+def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> list[Path]:
     """Refresh the generated blocks: the README's top five per question and, in ``docs/`` beside
     it, the method table (``methods.md``), the boards' estimation models (``recipes.md``) and the
-    boards' wall times and peak memory (``scale.md``)."""
+    boards' wall times and peak memory (``scale.md``). Returns the files it filled."""
     readme = Path(readme)
     prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
-    _fill(readme, {"leaderboard": top_five(out_dir, prefix)})
     docs = readme.parent / "docs"
-    if (docs / "methods.md").exists():
-        _fill(docs / "methods.md", {"methods": methods_table()})
-    if (docs / "recipes.md").exists():
-        _fill(docs / "recipes.md", {"cards": recipe_cards(out_dir, "../" + prefix)})
-    if (docs / "scale.md").exists():
-        _fill(docs / "scale.md", {"times": board_times(out_dir)})
+    blocks = {readme: {"leaderboard": lambda: top_five(out_dir, prefix)},
+              docs / "methods.md": {"methods": methods_table},
+              docs / "recipes.md": {"cards": lambda: recipe_cards(out_dir, "../" + prefix)},
+              docs / "scale.md": {"times": lambda: board_times(out_dir)}}
+    filled = [path for path in blocks if path.exists()]
+    for path in filled:
+        _fill(path, {name: make() for name, make in blocks[path].items()})
+    return filled
