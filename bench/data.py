@@ -126,14 +126,24 @@ def image_layout(shape: tuple, layout: str = "auto", source: str = "x") -> tuple
                      "(N, C, H, W) or --layout channels-last (N, H, W, C)")
 
 
+def _train_statistics(x_train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std for images (N, C, H, W), per-feature for vectors (N, D), on one thread:
+    torch's parallel reductions round differently with the thread count, and these statistics enter
+    every array, so the dataset's fingerprint, and with it every cache key, would depend on --threads."""
+    dims = (0, 2, 3) if x_train.ndim == 4 else (0,)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return x_train.mean(dim=dims, keepdim=True), x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _normalised(name, x_train, y_train, x_test, y_test, num_classes=None) -> Dataset:
     num_classes = validate(name, *map(np.asarray, (x_train, y_train, x_test, y_test)), num_classes)
     x_train = torch.as_tensor(np.asarray(x_train), dtype=torch.float32)
     x_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32)
-    # per-channel statistics for images (N, C, H, W), per-feature for vectors (N, D)
-    dims = (0, 2, 3) if x_train.ndim == 4 else (0,)
-    mean = x_train.mean(dim=dims, keepdim=True)
-    std = x_train.std(dim=dims, keepdim=True).clamp_min(1e-6)
+    mean, std = _train_statistics(x_train)
     y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.int64)
     y_test = torch.as_tensor(np.asarray(y_test), dtype=torch.int64)
     classes = num_classes or int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1

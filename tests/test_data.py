@@ -55,6 +55,23 @@ def test_npz_arrays(tmp_path):
     assert len(load_dataset(f"npz:{path}").y_test) == 9
 
 
+def test_the_arrays_do_not_depend_on_the_thread_count(tmp_path):
+    # 12k images are enough for torch to split its reductions across threads and round differently
+    rng = np.random.default_rng(0)
+    path = tmp_path / "images.npz"
+    np.savez(path, x=rng.integers(0, 256, size=(12000, 1, 28, 28)).astype(np.uint8), y=np.arange(12000) % 10)
+    threads = torch.get_num_threads()
+    try:
+        fingerprints = set()
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            fingerprints.add(load_dataset(f"npz:{path}").fingerprint)
+            assert torch.get_num_threads() == n  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(threads)
+    assert len(fingerprints) == 1
+
+
 def test_label_uniform_always_changes_the_label_at_the_exact_rate():
     y = torch.arange(1000) % 10
     planted = plant("label-uniform", torch.zeros(1000, 2), y, 10, 0.1, seed=3)
