@@ -201,6 +201,15 @@ def _plot_name(stem: str, track: str, file_name: str) -> str:
     return stem + file_name[len(track):] if file_name.startswith(track) else f"{stem}-{file_name}"
 
 
+def _remove_orphan_plots(folder: Path) -> None:
+    """Plots that no board of the folder names any more: a board whose pool key or settings changed
+    names its plots anew, and the old files would otherwise stay beside it."""
+    named = "\n".join(board.read_text() for board in folder.glob("*.md"))
+    for plot in folder.glob("*.png"):
+        if f"({plot.name})" not in named:
+            plot.unlink()
+
+
 def boards_by_path(store, out_dir: Path) -> dict[Path, tuple[dict, Path]]:
     """Every board manifest of the store, by the board file it makes; where two manifests make
     the same file (the same configuration run again on changed data or code), the newest."""
@@ -256,6 +265,8 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
                                                      "recipe": board["recipe"],
                                                      "estimation": estimation_summary(records, quality),
                                                      "seeds": len({r["seed"] for r in records})})
+    for folder in sorted({path.parent for path in written}):
+        _remove_orphan_plots(folder)
     entries = [read_json(p) for p in sorted(out_dir.glob("*/*.ranks.json"))]
     if entries:
         written.append(_write_overview(out_dir, entries))

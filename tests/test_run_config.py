@@ -126,6 +126,15 @@ def test_a_run_never_overwrites_a_board_of_another_configuration(tmp_path):
     assert "rates=0.2" in (tmp_path / "lb" / "digits-epochs2" / names[0]).read_text()
 
 
+def test_the_report_removes_plots_no_board_names(tmp_path):
+    _run(tmp_path)
+    folder = tmp_path / "lb" / "digits-epochs2"
+    plots = sorted(folder.glob("*.png"))
+    (folder / "detection-seeds1-types-label-uniform_old-pool.png").write_bytes(b"")  # a board's old plot name
+    assert main(["report", "--results", str(tmp_path / "res"), "--leaderboards", str(tmp_path / "lb")]) == 0
+    assert plots and sorted(folder.glob("*.png")) == plots
+
+
 def test_bad_settings_stop_before_anything_is_trained_or_written(tmp_path, capsys):
     code = main(["run", "--tracks", "detection,resampling", "--option", "resampling.fillers=smot",
                  "--results", str(tmp_path / "res"), "--leaderboards", str(tmp_path / "lb")])
