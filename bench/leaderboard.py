@@ -422,11 +422,12 @@ def fill_readme(readme: str | Path, out_dir: str | Path = "leaderboards") -> lis
     readme = Path(readme)
     prefix = os.path.relpath(out_dir, readme.parent).replace(os.sep, "/") + "/"
     docs = readme.parent / "docs"
-    blocks = {readme: {"leaderboard": lambda: top_five(out_dir, prefix)},
-              docs / "methods.md": {"methods": methods_table},
-              docs / "recipes.md": {"cards": lambda: recipe_cards(out_dir, "../" + prefix)},
-              docs / "scale.md": {"times": lambda: board_times(out_dir)}}
+    blocks = {readme: ("leaderboard", lambda: top_five(out_dir, prefix)),
+              docs / "methods.md": ("methods", methods_table),
+              docs / "recipes.md": ("cards", lambda: recipe_cards(out_dir, "../" + prefix)),
+              docs / "scale.md": ("times", lambda: board_times(out_dir))}
     filled = [path for path in blocks if path.exists()]
     for path in filled:
-        _fill(path, {name: make() for name, make in blocks[path].items()})
+        name, make = blocks[path]
+        _fill(path, {name: make()})
     return filled
