@@ -1,11 +1,12 @@
 """``python -m bench compare``: how a method stands against the field, and what moved between two
 result folders or two board trees. Output is markdown.
 
-- ``compare METHOD [--results DIR]``: for every board of the store that has the method, its
-  value of the board's primary metric, the best method's, its rank, and the paired difference
-  to the best (over the (cell, seed) pairs both have) with a 95% t-interval;
-- ``compare DIR_A DIR_B``: two result folders (record by record: the same configuration, cell,
-  method and seed) or two leaderboard trees (board by board, row by row: the "mean ± half-width"
+- ``compare METHOD [--results DIR]``: for every board of the store that has the method and every
+  question it answers, the board's own verdict (the track's ``METRIC`` and ``verdict_rows``: what
+  the board ranks, never a copy): its value, the best method's, its rank, the paired difference
+  to the best (over the (cell, seed) pairs both have) with a 95% t-interval, and its state;
+- ``compare DIR_A DIR_B``: two result folders (board by board, the values each verdict ranks,
+  paired by method, cell and seed) or two leaderboard trees (board by board, row by row: the "mean ± half-width"
   cells of their tables), each difference beside the seed noise: a difference is *beyond seed
   noise* when its paired 95% interval (result folders) or the two intervals (boards) exclude it.
 """
@@ -21,14 +22,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from .store import Store, read_or_none
-
-#: track -> (the metric a board ranks by, whether higher is better)
-PRIMARY = {"detection": ("auprc", True), "reference": ("spearman", True), "geometry": ("spearman", True),
-           "split": ("swing", True), "pathways": ("acc_hard", True), "resampling": ("recall_gap", False)}
-
-
-def _cell(record: dict) -> str:
-    return repr(sorted(record["config"].items()))
+from .tracks import TRACKS
 
 
 def _interval(differences) -> tuple[float, float]:
@@ -45,69 +39,73 @@ def _fmt(mean: float, half: float, digits: int = 3) -> str:
 
 
 def _boards(results: Path):
-    """(board manifest, its records that exist) of every board of a store."""
+    """(manifest path relative to the store, board manifest, the rows each question of its verdict
+    ranks) of every board of a store: the rows come from the track's own ``verdict_rows``, over
+    the hardness identifiers (as the board ranks them), so compare ranks what the board ranks."""
+    from .leaderboard import hardness_records
+
     store = Store(results)
     for path in store.boards():
         board = read_or_none(path)
-        if board is None or board["track"] not in PRIMARY:
+        if board is None or board["track"] not in TRACKS:
             continue
         scope = path.parent.parent
         records = [r for r in (read_or_none(scope / p) for p in board["records"]) if r is not None]
-        yield board, [r for r in records if not r["method"].startswith("_")]
+        records = hardness_records([r for r in records if not r["method"].startswith("_")])
+        if records:
+            yield path.relative_to(results), board, TRACKS[board["track"]].verdict_rows(records)
 
 
 def method_against_field(method: str, results: str | Path) -> str:
+    from .tracks.base import state_text, verdict
+
     rows = []
-    for board, records in _boards(Path(results)):
-        metric, higher = PRIMARY[board["track"]]
-        values = {(r["method"], _cell(r), r["seed"]): r["metrics"].get(metric) for r in records}
-        values = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-        methods = sorted({m for m, _, _ in values})
-        if method not in methods:
-            continue
-        means = {m: np.mean([v for (n, _, _), v in values.items() if n == m]) for m in methods}
-        order = sorted(methods, key=lambda m: -means[m] if higher else means[m])
-        best = order[0] if order[0] != method or len(order) == 1 else order[1]
-        pairs = [values[(method, c, s)] - values[(best, c, s)] for (m, c, s) in values
-                 if m == method and (best, c, s) in values]
-        diff, half = _interval(pairs)
-        rank = order.index(method) + 1
-        rows.append([f"{board['label']}/{board['track']}", metric, f"{means[method]:.3f}",
-                     f"{order[0]} {means[order[0]]:.3f}", f"{rank} of {len(order)}",
-                     f"{_fmt(diff, half)} vs {best}", len(pairs)])
+    for _, board, questions in _boards(Path(results)):
+        track = TRACKS[board["track"]]
+        for question, question_rows in questions.items():
+            compared, _, summary = verdict(question_rows, track.METRIC)
+            if method not in compared:
+                continue
+            entry, best = summary["methods"][method], summary["best"]
+            if method == best and len(compared) > 1:  # the best: its lead over the runner-up
+                runner = list(compared)[1]
+                against = f"{_fmt(-compared[runner]['diff'], compared[runner]['ci'])} vs {runner}"
+            else:
+                against = f"{_fmt(entry['diff'], entry['ci'])} vs {best}"
+            rank = sorted(summary["methods"].values(), key=lambda v: v["rank"]).index(entry) + 1
+            rows.append([f"{board['label']}/{board['track']}", question, track.METRIC.name, f"{entry['value']:.3f}",
+                         f"{best} {summary['methods'][best]['value']:.3f}", f"{rank} of {len(compared)}", against,
+                         state_text(entry), compared[method]["n"]])
     if not rows:
         return f"No board in {results} has results of {method!r}."
-    return (f"## {method} against the field ({results})\n\nPrimary metric per board; the difference is paired "
-            "over the (cell, seed) pairs both methods have, mean ± 95% t-interval (none with one pair); at rank 1 "
-            "it is against the runner-up.\n\n"
-            + tabulate(rows, headers=["board", "metric", method, "best", "rank", "difference", "pairs"],
-                       tablefmt="github"))
+    return (f"## {method} against the field ({results})\n\nEach board's own verdict (the track's metric and "
+            "orientation, as the board ranks them); the difference is paired over the (cell, seed) pairs both "
+            "methods have, mean ± 95% t-interval (none with one pair); at rank 1 it is the lead over the runner-up.\n\n"
+            + tabulate(rows, headers=["board", "question", "metric", method, "best", "rank", "difference",
+                                      "against the best", "pairs"], tablefmt="github"))
 
 
 def _folder_rows(a: Path, b: Path) -> list[list]:
-    """Record by record: the same relative path in both stores (configuration, track, cell, method, seed)."""
-    values: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: {0: [], 1: []})
-    pairs: dict[tuple, list[float]] = defaultdict(list)
-    for path in sorted(a.glob("*/*/*/*/*/seed*.json")):
-        twin = b / path.relative_to(a)
-        ra, rb = read_or_none(path), read_or_none(twin)
-        if ra is None or rb is None or ra["track"] not in PRIMARY or ra["method"].startswith("_"):
-            continue
-        metric, _ = PRIMARY[ra["track"]]
-        va, vb = ra["metrics"].get(metric), rb["metrics"].get(metric)
-        if va is None or vb is None:
-            continue
-        key = (path.relative_to(a).parts[0], ra["track"], metric, ra["method"])
-        values[key][0].append(va)
-        values[key][1].append(vb)
-        pairs[key].append(vb - va)
+    """Board by board (the same manifest in both stores), the values each verdict ranks, paired by
+    (method, cell, seed): the track's own metric, oriented as the board ranks it."""
+    twins = {rel: (board, questions) for rel, board, questions in _boards(b)}
     rows = []
-    for key, lists in sorted(values.items()):
-        before, after = lists[0], lists[1]
-        diff, half = _interval(pairs[key])
-        beyond = "–" if math.isnan(half) else ("yes" if abs(diff) > half else "no")
-        rows.append([f"{key[0]}/{key[1]}", key[3], key[2], f"{np.mean(before):.3f}", f"{np.mean(after):.3f}",
-                     _fmt(diff, half), beyond, len(pairs[key])])
+    for rel, board, questions in _boards(a):
+        if rel not in twins:
+            continue
+        metric = TRACKS[board["track"]].METRIC
+        for question, rows_a in questions.items():
+            after = {(m, repr(cell), seed): v for m, cell, seed, v in twins[rel][1].get(question, [])}
+            values: dict[str, list[tuple[float, float]]] = defaultdict(list)
+            for m, cell, seed, v in rows_a:
+                if (m, repr(cell), seed) in after:
+                    values[m].append((v, after[(m, repr(cell), seed)]))
+            for m, pairs in sorted(values.items()):
+                before_v, after_v = map(np.array, zip(*pairs))
+                diff, half = _interval(after_v - before_v)
+                beyond = "–" if math.isnan(half) else ("yes" if abs(diff) > half else "no")
+                rows.append([f"{board['label']}/{board['track']}", question, m, metric.name,
+                             f"{before_v.mean():.3f}", f"{after_v.mean():.3f}", _fmt(diff, half), beyond, len(pairs)])
     return rows
 
 
@@ -155,9 +153,11 @@ def compare_trees(a: str | Path, b: str | Path) -> str:
     a, b = Path(a), Path(b)
     if list(a.glob("*/*/_boards")) or list(b.glob("*/*/_boards")):
         rows = _folder_rows(a, b)
-        heads = ["board", "method", "metric", "before", "after", "difference", "beyond seed noise", "pairs"]
-        what = ("Record by record (the same configuration, cell, method and seed in both); difference = after − "
-                "before, mean ± 95% t-interval over the pairs; beyond seed noise when the interval excludes 0.")
+        heads = ["board", "question", "method", "metric", "before", "after", "difference", "beyond seed noise",
+                 "pairs"]
+        what = ("Board by board, the values each verdict ranks (the same board, cell, method and seed in both); "
+                "difference = after − before, mean ± 95% t-interval over the pairs; beyond seed noise when the "
+                "interval excludes 0.")
     else:
         rows = _board_rows(a, b)
         heads = ["board", "table", "row", "column", "before", "after", "difference", "beyond seed noise"]

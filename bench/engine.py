@@ -133,12 +133,20 @@ class Engine:
         st.write_json(path, {
             "track": track.NAME, "label": self.label, "dataset": self.dataset.key,
             "dataset_fingerprint": self.dataset.fingerprint, "layout": self.dataset.layout_note,
-            "recipe": self.recipe.to_dict(), "pool_size": self.pool_size, "seeds": list(self.seeds),
+            "recipe": self.recipe.to_dict(), "pool_size": self.pool_size, "pool_sizes": self.pool_sizes(),
+            "seeds": list(self.seeds),
             "methods": sorted(m.name for m in self.methods), "profile": self.profile,
             "settings": settings.to_dict(), "settings_changed": settings.differences(),
             "settings_beyond_profile": settings.differences(track.Settings.build(
                 PROFILES.get(self.profile, {}).get(track.NAME, {}))), "records": paths,
             "provenance": provenance()})
+
+    def pool_sizes(self) -> dict[str, int]:
+        """How many samples each kind of pool holds (``Estimator.pool``: a stratified subset of
+        ``pool_size`` where set) and how many the splits hold whole: what a board's header states."""
+        train, test = len(self.dataset.y_train), len(self.dataset.y_test)
+        kept = lambda total: min(self.pool_size, total) if self.pool_size else total  # noqa: E731
+        return {"train": kept(train), "train_whole": train, "test": test, "pooled": kept(train + test)}
 
     # ---- track records ----------------------------------------------------------------
     def record_path(self, track: str, config: dict, method: str, seed: int) -> Path:

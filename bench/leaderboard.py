@@ -48,6 +48,7 @@ def _header(title: str, board: dict, records: list[dict], quality: dict | None =
         f"- dataset: `{board['dataset']}` (content hash {board['dataset_fingerprint']})"
         + (f"; {board['layout']}" if board.get("layout") else ""),
         f"- subset: {str(board['pool_size']) + ' samples of each pool (stratified)' if board['pool_size'] else 'none, every pool whole'}",
+        *([f"- pools: {_pools_text(board, records)}"] if board.get("pool_sizes") else []),
         f"- recipe: {_recipe_text(board['recipe'])}",
         f"- {board['track']} settings: " + (", ".join(f"{k}={_value_text(v)}" for k, v in sorted(changed.items()))
                                             + " (the rest at their defaults)" if changed else "the defaults"),
@@ -65,6 +66,26 @@ def _header(title: str, board: dict, records: list[dict], quality: dict | None =
     if any(c.endswith("-dirty") for c in commits):
         lines.append("- **some results were made from uncommitted code** (commit marked -dirty)")
     return "\n".join(lines + [""])
+
+
+def _pools_text(board: dict, records: list[dict]) -> str:
+    """How many samples the board's records scored, how many test samples were held out and, for
+    planted cells, how many were planted in each."""
+    sizes = board["pool_sizes"]
+    pools = {str(r.get("pool") or r["config"].get("pool") or "") for r in records}
+    pooled = any(p.startswith("pooled") for p in pools)
+    parts = [f"{sizes['pooled']:,} samples scored (train and test splits together)" if pooled and
+             not any(p and not p.startswith("pooled") for p in pools) else
+             f"{sizes['train']:,} training samples scored"
+             + (f" (a stratified subset of {sizes['train_whole']:,})" if sizes["train"] < sizes["train_whole"] else ""),
+             f"test split {sizes['test']:,} samples" + ("" if pooled else " (held out)")]
+    planted = {}
+    for r in records:
+        if "baseline" in r.get("metrics", {}) and "type" in r["config"]:
+            planted[(r["config"]["type"], r["config"]["rate"])] = round(r["metrics"]["baseline"] * sizes["train"])
+    if planted:
+        parts.append("positives per cell " + ", ".join(f"{t} {rate:g}: {n:,}" for (t, rate), n in sorted(planted.items())))
+    return "; ".join(parts)
 
 
 def _value_text(value) -> str:
@@ -159,7 +180,14 @@ def failed_methods(scope: Path) -> dict[str, str]:
 
 
 def _is_ambiguity(name: str) -> bool:
-    return not name.startswith("_") and registry.get_method(name).family == AMBIGUITY
+    return name in registry.list_methods() and registry.get_method(name).family == AMBIGUITY
+
+
+def hardness_records(records: list[dict]) -> list[dict]:
+    """The records of hardness identifiers (a measure of ambiguity is tabled apart, never ranked);
+    all of them where every one measures ambiguity."""
+    hardness = [r for r in records if not _is_ambiguity(r["method"])]
+    return hardness or records
 
 
 def track_body(track, records: list[dict]):
@@ -288,23 +316,78 @@ def estimation_quality(scope: Path) -> dict[tuple, dict]:
     return quality
 
 
-def _trust_rows(by_question: dict[str, list[dict]]) -> list[list]:
-    """Per question: the methods not significantly worse than the best on every board that
-    answers it, the cheapest of them (mean standalone cost), and the evidence."""
-    rows = []
+#: a board's verdict counts in the overview with at least this many replicates (estimation or
+#: protocol seeds, whichever it varies over) and this many ranked methods besides the control
+MIN_SEEDS, MIN_METHODS = 3, 5
+
+
+def not_counted(verdict: dict) -> str | None:
+    """Why a board's verdict does not count in the overview, or None where it does."""
+    if not verdict["methods"] or "state" not in next(iter(verdict["methods"].values())):
+        return "made before the equivalence rule (rerun `bench report` on its records)"
+    if verdict["seeds"] < MIN_SEEDS:
+        return f"{verdict['seeds']} seed{'s' * (verdict['seeds'] != 1)}"
+    if verdict["ranked"] < MIN_METHODS:
+        return f"{verdict['ranked']} method{'s' * (verdict['ranked'] != 1)}"
+    if verdict["versus_control"] is None:
+        return f"no control (`{verdict['control']}` did not run)"
+    return None
+
+
+def _link(entry: dict) -> str:
+    """A board's link; a verdict re-read from its printed table (``scripts/verdicts_from_tables.py``) is starred."""
+    return f"[{entry['board']}]({entry['board']}.md)" + ("\\*" if entry["verdict"].get("source") == "table" else "")
+
+
+def trusted(entries: list[dict]) -> list[tuple[str, int]]:
+    """The methods as good as the best on every board of ``entries`` (counted boards that
+    answer) where they ran, each with the number of those boards it ran on; a method that did
+    not run on a board is neither excluded nor credited there. The control never appears. Ordered
+    by coverage (most boards first), then mean rank."""
+    controls = {e["verdict"]["control"] for e in entries}
+    ran: dict[str, list[dict]] = {}
+    for e in entries:
+        for m, v in e["verdict"]["methods"].items():
+            if m not in controls:
+                ran.setdefault(m, []).append(v)
+    good = {m: vs for m, vs in ran.items() if all(v["state"] == "as good" for v in vs)}
+    return sorted(((m, len(vs)) for m, vs in good.items()),
+                  key=lambda item: (-item[1], np.mean([v["rank"] for v in good[item[0]]]), item[0]))
+
+
+def _trust_rows(by_question: dict[str, list[dict]]) -> tuple[list[list], list[str]]:
+    """Per question: the methods as good as the best on every counted board that answers it
+    where they ran, with their coverage, the cheapest of them by standalone cost and the
+    evidence, or "unanswered"; and the boards not counted, with why."""
+    rows, left_out = [], []
     for question, entries in by_question.items():
-        sets = [{m for m, v in e["verdict"]["methods"].items() if v["not_worse"]} for e in entries]
-        trusted = sorted(set.intersection(*sets), key=lambda m: (np.mean([e["verdict"]["methods"][m]["rank"]
-                                                                          for e in entries]), m))
-        costs = {m: [c for e in entries if (c := e["verdict"]["methods"][m].get("standalone_s")) is not None]
-                 for m in trusted}
-        costs = {m: float(np.mean(c)) if c else math.nan for m, c in costs.items()}
-        priced = [m for m in trusted if np.isfinite(costs[m])]
-        cheapest = min(priced, key=lambda m: (costs[m], m)) if priced else "–"
-        evidence = "; ".join(f"[{e['board']}]({e['board']}.md): {e['verdict']['evidence']}" for e in entries)
-        rows.append([question, ", ".join(trusted) or "none on every board", cheapest
-                     + (f" ({costs[cheapest]:.1f} s)" if cheapest in costs else ""), evidence])
-    return rows
+        counted = []
+        for e in entries:
+            why = not_counted(e["verdict"])
+            if why:
+                left_out.append(f"{question}: {_link(e)}: not counted: {why}")
+            else:
+                counted.append(e)
+        answering = [e for e in counted if e["verdict"]["answers"]]
+        silent = [e for e in counted if not e["verdict"]["answers"]]
+        evidence = "; ".join(f"{_link(e)}: {e['verdict']['evidence']}" for e in answering)
+        if silent:
+            evidence += ("; " if evidence else "") + "no identifier beats the control on " + ", ".join(
+                _link(e) for e in silent)
+        if not answering:
+            rows.append([question, "**unanswered**" + ("" if counted else ": no counted board"), "–",
+                         evidence or "–"])
+            continue
+        good = trusted(answering)
+        costs = {m: [c for e in answering if (c := e["verdict"]["methods"].get(m, {}).get("standalone_s"))
+                     is not None] for m, _ in good}
+        priced = {m: float(np.mean(c)) for m, c in costs.items() if c}
+        cheapest = min(priced, key=lambda m: (priced[m], m)) if priced else None
+        named = ", ".join(f"{m} ({k}/{len(answering)})" for m, k in good)
+        bests = ", ".join(dict.fromkeys(e["verdict"]["best"] for e in answering))
+        rows.append([question, named or f"none as good as the best wherever it ran (the bests: {bests})",
+                     f"{cheapest} ({priced[cheapest]:.1f} s)" if cheapest else "–", evidence])
+    return rows, left_out
 
 
 def _write_overview(out_dir: Path, entries: list[dict]) -> Path:
@@ -315,35 +398,48 @@ def _write_overview(out_dir: Path, entries: list[dict]) -> Path:
         for question, summary in (entry.get("verdicts") or {}).items():
             by_question.setdefault(question, []).append({**entry, "verdict": summary})
     now = provenance()
+    rows, left_out = _trust_rows(by_question)
     parts = [
         "# hardbench leaderboard\n\nGenerated by hardbench; do not edit by hand.\n\n"
         f"- table made by: `{now['command']}` at commit {now['commit']}\n"
         f"- versions: torch {now['torch']}, numpy {now['numpy']}, python {now['python']}\n",
-        "## Which identifier to trust\n\nPer question, the methods that no board answering it finds significantly "
-        "worse than its best (paired over settings and seeds, Holm-corrected; docs/protocol.md), and the cheapest "
-        "of them by the cost of running it alone. Few seeds or settings make *not worse* easy to reach: read the "
-        "evidence.\n\n" + tabulate(_trust_rows(by_question),
-                                     headers=["question", "not worse than the best", "cheapest of them", "evidence"],
-                                     tablefmt="github")]
+        "## Which identifier to trust\n\nPer question, the methods *as good as the best* (the 95% CI of the "
+        "paired difference above −δ, the metric's practical margin; docs/protocol.md) on every counted board "
+        "answering it where they ran, with their coverage (boards where they ran, of the boards that answer), and "
+        "the cheapest of them by the cost of running it alone. A board counts with at least "
+        f"{MIN_SEEDS} seeds and {MIN_METHODS} ranked methods besides the control, and answers only where its best "
+        "beats the control (`random`) by more than δ; a question no counted board answers is *unanswered*. "
+        "*Undecided* is not *as good*: a method that more seeds might clear is not listed.\n\n"
+        + tabulate(rows, headers=["question", "as good as the best (coverage)", "cheapest of them", "evidence"],
+                   tablefmt="github")
+        + ("\n\nLeft out of the table:\n\n" + "\n".join(f"- {line}" for line in left_out) if left_out else "")
+        + ("\n\n\\* The verdict was re-read from the board's printed table by `scripts/verdicts_from_tables.py` (its "
+           "records were not at hand); the board itself still prints the older rule until it is remade from its "
+           "records." if any(e["verdict"].get("source") == "table" for es in by_question.values() for e in es)
+           else "")]
     for question, items in by_question.items():
         methods = sorted({m for e in items for m in e["verdict"]["methods"]},
                          key=lambda m: (np.mean([e["verdict"]["methods"][m]["rank"] for e in items
                                                  if m in e["verdict"]["methods"]]), m))
         rows = [[m, *(_overview_cell(e["verdict"]["methods"].get(m)) for e in items)] for m in methods]
         metric = items[0]["verdict"]["metric"]
-        parts.append(f"## {question}\n\nRank on each board by {metric} (value in brackets; * = not significantly "
-                     "worse than the board's best).\n\n"
-                     + tabulate(rows, headers=["method", *(f"[{e['board']}]({e['board']}.md)" for e in items)],
-                                tablefmt="github"))
+        heads = [f"{_link(e)}" + (f" (not counted: {why})" if (why := not_counted(e["verdict"])) else
+                                  "" if e["verdict"]["answers"] else " (nothing beats the control)") for e in items]
+        parts.append(f"## {question}\n\nRank on each board by {metric} (value in brackets; = as good as the "
+                     "board's best, ✗ worse, ? undecided).\n\n"
+                     + tabulate(rows, headers=["method", *heads], tablefmt="github"))
     path = out_dir / "README.md"
     _write_text(path, "\n\n".join(parts) + "\n")
     return path
 
 
+_MARKS = {"as good": " =", "worse": " ✗", "undecided": " ?"}
+
+
 def _overview_cell(entry: dict | None) -> str:
     if entry is None:
         return "–"
-    return f"{entry['rank']:g} ({entry['value']:.3g}){' *' if entry['not_worse'] else ''}"
+    return f"{entry['rank']:g} ({entry['value']:.3g}){_MARKS.get(entry.get('state'), '')}"
 
 
 def methods_table(names=None, tablefmt: str = "github") -> str:
@@ -359,19 +455,24 @@ def methods_table(names=None, tablefmt: str = "github") -> str:
 
 
 def top_five(out_dir: str | Path, prefix: str = "") -> str:
-    """Per question (``bench.site.QUESTIONS``), each board's five best methods, linked."""
+    """Per question (``bench.site.QUESTIONS``), each board's answer, linked: up to five methods as
+    good as its best (best first; never the control), "no identifier beats the control" where
+    its best does not, or why the overview does not count it."""
     from .site import QUESTIONS
 
     out_dir = Path(out_dir)
     by_question: dict[str, list[str]] = {}
     for ranks_file in sorted(out_dir.glob("*/*.ranks.json")):
-        ranks = read_json(ranks_file)
-        best = sorted(ranks["ranks"], key=ranks["ranks"].get)[:5]
-        if not best:
-            continue
+        entry = read_json(ranks_file)
         board = f"{ranks_file.parent.name}/{ranks_file.name.removesuffix('.ranks.json')}"
-        line = f"  - [{board}]({prefix}{board}.md): " + ", ".join(best)
-        by_question.setdefault(QUESTIONS.get(ranks.get("track", ""), "Other boards"), []).append(line)
+        for question, verdict in (entry.get("verdicts") or {}).items():
+            why = not_counted(verdict)
+            good = [m for m, v in sorted(verdict["methods"].items(), key=lambda item: item[1]["rank"])
+                    if v.get("state") == "as good" and m != verdict.get("control")][:5]
+            answer = (f"not counted ({why})" if why else ", ".join(good) if verdict["answers"]
+                      else f"no identifier beats `{verdict['control']}`")
+            line = f"  - [{board}]({prefix}{board}.md), {question}: {answer}"
+            by_question.setdefault(QUESTIONS.get(entry.get("track", ""), "Other boards"), []).append(line)
     return "\n".join(f"- **{q}**\n" + "\n".join(lines) for q, lines in by_question.items())
 
 

@@ -163,36 +163,99 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def compare_with_best(rows, alpha: float = 0.05, higher_is_better: bool = True, confidence: float = 0.95) -> dict:
+#: the three answers of a method against the board's best (``compare_with_best``)
+AS_GOOD, WORSE, UNDECIDED = "as good", "worse", "undecided"
+
+
+def compare_with_best(rows, delta: float = 0.0, alpha: float = 0.05, higher_is_better: bool = True,
+                      confidence: float = 0.95, control: str | None = None) -> dict:
     """Each method against the best, paired over the (block, seed) pairs both have.
 
-    The best is the method with the highest mean value (lowest with ``higher_is_better=False``).
-    Per other method: ``diff`` the mean of (method - best) over the shared pairs, oriented so that
-    negative = worse, with its Student-t half-width ``ci`` (NaN under two pairs); ``p`` the two-sided
-    p-value of ``paired_test``; ``p_holm`` Holm-corrected over all the methods compared with the best
-    (``holm``); ``n`` the number of pairs and ``test`` the test used. ``not_worse`` is True unless
-    p_holm < alpha with diff < 0: "not significantly worse than the best", which is also True when
-    there is too little evidence to test (p NaN; read ``n``). The best itself gets diff 0, p NaN,
-    not_worse True. Returns {method: {...}} ordered from the best down by mean value."""
+    The best is the method with the highest mean value (lowest with ``higher_is_better=False``),
+    ``control`` excluded: a control is compared, never the best. Per other method: ``diff`` the
+    mean of (method - best) over the shared pairs, oriented so that negative = worse, with its
+    Student-t half-width ``ci`` (NaN under two pairs); ``p`` the two-sided p-value of
+    ``paired_test``; ``p_holm`` Holm-corrected over all the methods compared with the best
+    (``holm``); ``n`` the number of pairs, ``test`` the test used, and ``state`` (``state_of``):
+
+    - *as good* (``AS_GOOD``): the interval lies above ``-delta``, the practical margin (an
+      equivalence bound, one-sided: a difference smaller than ``delta`` is no difference to a
+      user, even where it is significant);
+    - *worse* (``WORSE``): otherwise, p_holm < alpha with diff < 0;
+    - *undecided* (``UNDECIDED``): neither; ``pairs_needed`` says how many pairs would settle
+      it at the observed mean and spread (``pairs_to_settle``).
+
+    The best itself gets diff 0, state as good. Returns {method: {...}} ordered from the best
+    down by mean value."""
     sign = 1.0 if higher_is_better else -1.0
     paired = _paired(rows)
     means = {m: sign * np.mean(list(v.values())) for m, v in paired.items()}
-    order = sorted(means, key=lambda m: -means[m])
+    order = sorted(means, key=lambda m: (m == control, -means[m]))
     best = order[0]
     out = {best: {"diff": 0.0, "ci": math.nan, "p": math.nan, "p_holm": math.nan, "n": len(paired[best]),
-                  "test": "best", "not_worse": True, "best": best}}
-    for m in order[1:]:
+                  "test": "best", "state": AS_GOOD, "pairs_needed": None, "best": best, "sd": math.nan}}
+    for m in sorted(order[1:], key=lambda m: -means[m]):
         shared = sorted(set(paired[m]) & set(paired[best]), key=repr)
         a = np.array([paired[m][k] for k in shared])
         b = np.array([paired[best][k] for k in shared])
-        diff, half = mean_ci(sign * (a - b), confidence)
+        d = sign * (a - b)
+        diff, half = mean_ci(d, confidence)
         p, test = paired_test(a, b)
-        out[m] = {"diff": diff, "ci": half, "p": p, "n": len(shared), "test": test, "best": best}
-    adjusted = holm([out[m]["p"] for m in order[1:]])
-    for m, p in zip(order[1:], adjusted):
-        out[m]["p_holm"] = float(p)
-        out[m]["not_worse"] = not (p < alpha and out[m]["diff"] < 0)
+        out[m] = {"diff": diff, "ci": half, "p": p, "n": len(shared), "test": test, "best": best,
+                  "sd": float(np.std(d, ddof=1)) if len(d) > 1 else math.nan}
+    adjusted = holm([out[m]["p"] for m in list(out)[1:]])
+    for m, p in zip(list(out)[1:], adjusted):
+        entry = out[m]
+        entry["p_holm"] = float(p)
+        entry["state"] = state_of(entry, delta, alpha)
+        entry["pairs_needed"] = (pairs_to_settle(entry["diff"], entry["sd"], delta, confidence)
+                                 if entry["state"] == UNDECIDED else None)
     return out
+
+
+def state_of(entry: dict, delta: float, alpha: float = 0.05) -> str:
+    """*as good*, *worse* or *undecided* (``compare_with_best``) from a comparison's ``diff``,
+    ``ci`` and ``p_holm``, at the practical margin ``delta``."""
+    if entry.get("test") == "best":
+        return AS_GOOD
+    if np.isfinite(entry["ci"]) and entry["diff"] - entry["ci"] > -delta:
+        return AS_GOOD
+    if entry["p_holm"] < alpha and entry["diff"] < 0:
+        return WORSE
+    return UNDECIDED
+
+
+def pairs_to_settle(diff: float, sd: float, delta: float, confidence: float = 0.95, most: int = 10_000) -> int | None:
+    """The fewest pairs whose Student-t interval, at the observed mean ``diff`` and standard
+    deviation ``sd`` of the paired differences, would lie above ``-delta`` (as good) or below 0
+    (worse, before the Holm correction): the first n with t(n - 1) sd / sqrt(n) below
+    max(diff + delta, -diff). None where the spread is unknown (under two pairs) or more than
+    ``most`` pairs would be needed."""
+    if not np.isfinite(sd) or not np.isfinite(diff):
+        return None
+    room = max(diff + delta, -diff)
+    if sd == 0:
+        return 2
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n) < room:
+            return n
+    return None
+
+
+def beats_control(rows, best: str, control: str, delta: float, higher_is_better: bool = True,
+                  confidence: float = 0.95) -> dict | None:
+    """Whether ``best`` beats the ``control`` by more than the practical margin: the paired
+    difference (best - control, oriented so that positive = better) over the (block, seed)
+    pairs both have, its Student-t half-width, and ``beats`` = the interval lies above
+    ``delta``. None where the control did not run."""
+    paired = _paired(rows)
+    if control not in paired or best not in paired:
+        return None
+    sign = 1.0 if higher_is_better else -1.0
+    shared = sorted(set(paired[best]) & set(paired[control]), key=repr)
+    d = sign * np.array([paired[best][k] - paired[control][k] for k in shared])
+    diff, half = mean_ci(d, confidence)
+    return {"diff": diff, "ci": half, "n": len(shared), "beats": bool(np.isfinite(half) and diff - half > delta)}
 
 
 def compact_letters(order, significant) -> dict:

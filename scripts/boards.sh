@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the committed boards, in parts that each fit a few hours on 2 CPU cores (memorise takes several):
-#   scripts/boards.sh PART...   (parts: digits geometry mnist10k mnist cifar10n fashion pathways resampling memorise)
+#   scripts/boards.sh PART...   (parts: digits geometry mnist10k mnist cifar10n fashion pathways resampling stability
+#   memorise)
 # Every part prints its wall time and peak RSS (/usr/bin/time -v), caches in results/ (a rerun resumes
 # where it stopped and recomputes nothing finished), and writes its boards under leaderboards/.
 set -euo pipefail
@@ -62,13 +63,18 @@ part() {
     pathways)   timed pathways "${BENCH[@]}" run "${JOBS[@]}" --dataset mnist --data-root "$DATA" --recipe curvbim --subset 20000 \
                     --methods stragglers --tracks pathways --seeds 2 --option pathways.protocol_seeds=5 \
                     --option pathways.ratios=0,0.25,1 --option pathways.rounding=class --quiet ;;
+    # five identifiers besides the random control: the fewest a board needs to count in the overview
     resampling) for d in mnist fashion-mnist; do
                     timed "resampling-$d" "${BENCH[@]}" run "${JOBS[@]}" --dataset "$d" --data-root "$DATA" --subset 5000 \
-                        --methods aum,forgetting,el2n,loss,random --tracks resampling --seeds 1 \
+                        --methods aum,forgetting,el2n,loss,confidence,random --tracks resampling --seeds 1 \
                         --option resampling.protocol_seeds=5 --option resampling.fillers=duplicate,smote,holdout \
                         --option resampling.prune=0.33,0.5,0.66,0.75 --threads 1 --quiet
                 done ;;
-    *) echo "unknown part $1; parts: digits geometry mnist10k mnist memorise cifar10n fashion pathways resampling" >&2
+    # stability's replicates are disjoint seed pairs: 6 seeds give the 3 a board needs to count in the overview
+    stability)  timed stability-digits "${BENCH[@]}" run "${JOBS[@]}" --dataset digits --tracks meta --seeds 6 --quiet
+                timed stability-mnist10k "${BENCH[@]}" run "${JOBS[@]}" --dataset mnist --data-root "$DATA" \
+                    --subset 10000 --tracks meta --seeds 6 --quiet ;;
+    *) echo "unknown part $1; parts: digits geometry mnist10k mnist memorise cifar10n fashion pathways resampling stability" >&2
        exit 2 ;;
     esac
 }

@@ -148,6 +148,8 @@ def test_overview_keeps_boards_not_regenerated_and_answers_per_question(tmp_path
     assert "## Which identifier to trust" in overview and "## label noise" in overview
     assert "mean rank" not in overview  # no single rank across questions
     trust = next(line for line in overview.splitlines() if line.startswith("| label noise"))
-    assert "random" in trust.split("|")[2] and "loss" not in trust.split("|")[2]  # loss is worse on otherdata
+    assert "unanswered" in trust.split("|")[2] and "random" not in trust.split("|")[2]  # the control: never
+    assert "[otherdata/detection](otherdata/detection.md): not counted: made before the equivalence rule" in overview
+    assert f"[{BOARD}]({BOARD}.md): not counted: 1 seed" in overview  # and 1 method besides the control
     ranks = json.loads((board / f"{BOARD}.ranks.json").read_text())
     assert ranks["ranks"]["loss"] < ranks["ranks"]["random"] and "label noise" in ranks["verdicts"]

@@ -30,10 +30,21 @@ def _compare(*args) -> str:
 
 def test_a_method_against_the_field(store):
     text = _compare("random", "--results", store / "res")
-    (row,) = [line for line in text.splitlines() if line.startswith("| digits-epochs3/detection")]
+    rows = [line for line in text.splitlines() if line.startswith("| digits-epochs3/detection | label noise")]
+    (row,) = rows
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4] == "3 of 3" and cells[5].startswith("-")  # last, and below the best
-    assert cells[5].endswith(("vs loss", "vs aum")) and cells[6] == "2"  # one cell, two seeds: two pairs
+    assert cells[2] == "AUPRC" and cells[5] == "3 of 3" and cells[6].startswith("-")  # last, below the best
+    assert cells[6].endswith(("vs loss", "vs aum")) and cells[8] == "2"  # one cell, two seeds: two pairs
+
+
+def test_compare_ranks_what_the_board_ranks(store):
+    from compare_support import assert_compare_agrees_with_the_board
+
+    from bench.store import Store
+    from bench.tracks import detection
+
+    records = list(Store(store / "res").records("detection"))
+    assert_compare_agrees_with_the_board(store / "res", detection, records)
 
 
 def test_two_result_folders_and_two_board_trees(store, tmp_path):
@@ -46,6 +57,7 @@ def test_two_result_folders_and_two_board_trees(store, tmp_path):
     text = _compare(store / "res", after)
     aum = next(line for line in text.splitlines() if "| aum" in line)
     assert "-0.250" in aum and aum.split("|")[-3].strip() == "no"  # two pairs (-0.5, 0): within seed noise
+    assert "| label noise |" in aum and "AUPRC" in aum  # the verdict's own metric
     boards = tmp_path / "boards"
     shutil.copytree(store / "lb", boards)
     (board,) = boards.glob("*/detection*.md")

@@ -9,6 +9,7 @@ from bench.recipes import Recipe
 from bench.registry import select_methods
 from bench.store import Store
 from bench.tracks import TRACKS, meta
+from compare_support import assert_compare_agrees_with_the_board
 from methods_support import single_thread
 
 
@@ -69,6 +70,10 @@ def test_run_writes_a_record_per_method_and_seed(meta_run):
     assert loss["stability"]["rho"] > 0.5  # the same data, three trainings: loss is stable
     assert abs(next(r for r in records if r["method"] == "random")["stability"]["rho"]) < 0.3
     assert loss["agreement"]["aum"]["spearman"] > 0.5  # high loss goes with low margin: both oriented
+
+
+def test_compare_ranks_what_the_stability_verdict_ranks(meta_run):
+    assert_compare_agrees_with_the_board(meta_run.store.root, meta, list(meta_run.store.records("meta")))
 
 
 def test_report_tables_ranks_and_heatmap(meta_run):

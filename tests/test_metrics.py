@@ -5,9 +5,9 @@ import pytest
 
 from scipy import stats
 
-from bench.metrics import (compact_letters, compare_with_best, detection_metrics, equal_halves, format_ci,
-                           friedman_nemenyi, hard_set, holm, mean_ci, paired_test, seed_averaged_matrix,
-                           significance_letters)
+from bench.metrics import (AS_GOOD, UNDECIDED, WORSE, beats_control, compact_letters, compare_with_best,
+                           detection_metrics, equal_halves, format_ci, friedman_nemenyi, hard_set, holm, mean_ci,
+                           paired_test, pairs_to_settle, seed_averaged_matrix, significance_letters)
 
 
 def test_auprc_on_a_known_ranking():
@@ -117,16 +117,65 @@ def _tie_and_loser():
 
 
 def test_compare_with_best_separates_a_tie_from_a_clear_loser():
-    result = compare_with_best(_tie_and_loser())
+    result = compare_with_best(_tie_and_loser(), delta=0.02)
     assert list(result) == ["good", "same", "bad"] and result["good"]["test"] == "best"
-    assert result["same"]["not_worse"] and result["same"]["n"] == 9 and result["same"]["test"] == "t"
+    assert result["same"]["state"] == AS_GOOD and result["same"]["n"] == 9 and result["same"]["test"] == "t"
     assert result["same"]["diff"] == pytest.approx(-0.018 / 9)
-    assert result["bad"]["not_worse"] is False and result["bad"]["diff"] == pytest.approx(-0.4)
+    assert result["bad"]["state"] == WORSE and result["bad"]["diff"] == pytest.approx(-0.4)
     # constant differences: the exact sign test, 2 / 2^9, Holm-doubled as the smaller of two p-values
     assert result["bad"]["test"] == "sign" and result["bad"]["p_holm"] == pytest.approx(4 / 2 ** 9)
     # lower is better: the roles turn around
-    flipped = compare_with_best(_tie_and_loser(), higher_is_better=False)
-    assert list(flipped)[0] == "bad" and not flipped["good"]["not_worse"] and flipped["good"]["diff"] < 0
+    flipped = compare_with_best(_tie_and_loser(), delta=0.02, higher_is_better=False)
+    assert list(flipped)[0] == "bad" and flipped["good"]["state"] == WORSE and flipped["good"]["diff"] < 0
+    # no margin: a tie whose interval reaches below 0 is no longer shown as good
+    assert compare_with_best(_tie_and_loser(), delta=0.0)["same"]["state"] == UNDECIDED
+
+
+def _known_verdict_rows():
+    """Differences to "best" per (setting, seed), by construction: "close" within the margin 0.02 with a
+    tight interval, "near" a little further but still inside, "loser" 0.1 below on every pair, "unsure"
+    0.03 below on average with a spread too wide to say, "random" the control far below."""
+    blocks, seeds = ("x", "y", "z"), (0, 1, 2)
+    pairs = [(b, s) for b in blocks for s in seeds]
+    wobble = np.resize([-0.002, 0.002, 0.0], len(pairs))
+    swing = np.resize([0.05, -0.11, 0.03], len(pairs))
+    rows = []
+    for i, (b, s) in enumerate(pairs):
+        base = 0.8 + 0.01 * i
+        rows += [("best", b, s, base), ("close", b, s, base - 0.004 + wobble[i]), ("near", b, s, base - 0.01 + wobble[i]),
+                 ("loser", b, s, base - 0.1 + wobble[i]), ("unsure", b, s, base + swing[i]),
+                 ("random", b, s, 0.1 + wobble[i])]
+    return rows
+
+
+def test_three_states_on_a_synthetic_verdict():
+    result = compare_with_best(_known_verdict_rows(), delta=0.02, control="random")
+    assert list(result)[0] == "best"
+    assert result["close"]["state"] == AS_GOOD and result["near"]["state"] == AS_GOOD
+    assert result["loser"]["state"] == WORSE and result["random"]["state"] == WORSE
+    unsure = result["unsure"]
+    assert unsure["state"] == UNDECIDED and unsure["diff"] == pytest.approx(-0.01)
+    # at the observed spread, more pairs would settle it: as good (diff + delta = 0.01 of room)
+    need = unsure["pairs_needed"]
+    assert need > 9 and stats.t.ppf(0.975, need - 1) * unsure["sd"] / np.sqrt(need) < 0.01
+    assert stats.t.ppf(0.975, need - 2) * unsure["sd"] / np.sqrt(need - 1) >= 0.01
+    control = beats_control(_known_verdict_rows(), "best", "random", delta=0.02)
+    assert control["beats"] and control["diff"] == pytest.approx(0.7 + 0.04, abs=0.01) and control["n"] == 9
+
+
+def test_the_control_is_never_the_best_and_is_beaten_only_beyond_the_margin():
+    rows = [(m, "x", s, v + 0.001 * s) for s in range(4) for m, v in (("a", 0.50), ("b", 0.49), ("random", 0.505))]
+    result = compare_with_best(rows, delta=0.02, control="random")
+    assert list(result)[0] == "a"  # random has the highest mean, but a control is never the best
+    assert not beats_control(rows, "a", "random", delta=0.02)["beats"]
+    assert beats_control(rows, "a", "random", delta=0.02)["diff"] == pytest.approx(-0.005)
+    assert beats_control(rows, "a", "absent", delta=0.02) is None
+
+
+def test_pairs_to_settle_by_hand():
+    # t(0.975, 4) * 1 / sqrt(5) = 1.242 < 1.3 while t(0.975, 3) / 2 = 1.591 is not: five pairs
+    assert pairs_to_settle(diff=-0.7, sd=1.0, delta=2.0) == 5
+    assert pairs_to_settle(diff=-0.7, sd=math.nan, delta=2.0) is None
 
 
 def test_compact_letters_by_hand():

@@ -18,6 +18,7 @@ from bench.metrics import agreement_metrics
 from bench.recipes import Recipe
 from bench.store import Store
 from bench.tracks import TRACKS, detection, reference
+from compare_support import assert_compare_agrees_with_the_board
 
 
 # ---- fixtures -------------------------------------------------------------------------------
@@ -229,6 +230,8 @@ def test_reference_track_and_real_noise_detection_with_an_oracle(tmp_path, oracl
     random_ref = [r["metrics"] for r in refs if r["method"] == "random"]
     assert all(m["spearman"] > 0.2 for m in oracle_ref)  # the reference (row id) breaks the oracle's ties
     assert all(abs(m["spearman"]) < 0.15 for m in random_ref)
+    assert_compare_agrees_with_the_board(engine.store.root, reference, refs)
+    assert_compare_agrees_with_the_board(engine.store.root, detection, records)
     text = TRACKS["reference"].report(refs).markdown
     assert "Spearman" in text and "oracle" in text
 

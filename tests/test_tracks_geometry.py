@@ -17,6 +17,7 @@ from bench.metrics import agreement_metrics
 from bench.recipes import RECIPES, Recipe
 from bench.tracks import TRACKS
 from bench.tracks import geometry as track
+from compare_support import assert_compare_agrees_with_the_board
 
 
 def _linear_net(weight, bias) -> nn.Sequential:
@@ -115,6 +116,7 @@ def test_moons_end_to_end(tmp_path):
     assert "drawing" in json.loads(network.read_text())
     sizes = [p.stat().st_size for p in results.glob("moons*/*/geometry/*/*/seed*.json")]
     assert max(sizes) < 200_000
+    assert_compare_agrees_with_the_board(results, track, records)
     rho = {(r["method"], r["seed"]): r["metrics"]["spearman"] for r in records}
     assert all(abs(rho[("random", s)]) < 0.2 for s in (0, 1))
     assert all(rho[(m, s)] > 0.5 for m in ("aum", "margin_final") for s in (0, 1))

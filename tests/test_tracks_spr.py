@@ -13,6 +13,7 @@ from bench.recipes import RECIPES
 from bench.registry import Method, get_method
 from bench.store import Store
 from bench.tracks import TRACKS, pathways, resampling, split
+from compare_support import assert_compare_agrees_with_the_board
 
 
 def _loss(ctx):
@@ -69,6 +70,7 @@ def test_split_track(tmp_path):
     assert trained == (1 + 2 + 2) * 2  # random once; hardest + easiest per method
     engine.run_track(split)  # resume: nothing left to do
     assert _models(tmp_path) == trained
+    assert_compare_agrees_with_the_board(engine.store.root, split, records)
     report = split.report(records)
     assert "swing" in report.markdown and set(report.ranks) == {"loss_a", "random"}
     assert report.ranks["loss_a"] == 1.0
@@ -84,6 +86,7 @@ def test_pathways_report(tmp_path):
     m = by[("E", 1.0, 1000)]
     assert stats["gap"][0] == pytest.approx(100 * (m["acc_easy"] - m["acc_hard"]))
     assert stats["hard_dep"][0] == pytest.approx(100 * (by[("H", 1.0, 1000)]["acc_hard"] - by[("H", 0.0, 1000)]["acc_hard"]))
+    assert_compare_agrees_with_the_board(engine.store.root, pathways, records)
     report = pathways.report(records)
     assert "hard dep." in report.markdown and "r = 0.5" in report.markdown
     assert list(report.plots) == ["pathways_q0.1.png"]
@@ -104,6 +107,7 @@ def test_resampling_track(tmp_path):
     table = resampling.compare(records)
     key = ("aum", 0.0, 1.0, "duplicate", "hardness")  # (method, prune, alpha, filler, assignment)
     assert key in table and "p_recall_gap" in table[key] and "p_perm_recall_gap" in table[key]
+    assert_compare_agrees_with_the_board(engine.store.root, resampling, records)
     report = resampling.report(records)
     assert "p(gap)" in report.markdown and "resampling_recall.png" in report.plots
 

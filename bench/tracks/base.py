@@ -144,51 +144,118 @@ class Report:
     verdicts: dict[str, dict] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Metric:
+    """What a track's verdicts rank by, read by the board, ``compare`` and the overview alike:
+    the words for it, its orientation, the practical margin ``delta`` in its units (a
+    difference smaller than ``delta`` is no difference to a user; docs/protocol.md says why
+    each) and the track's control, the method that any answer must beat first."""
+    name: str
+    higher_is_better: bool = True
+    delta: float = 0.02
+    control: str = "random"
+
+
 #: more distinct group letters than this are shown as the best's group alone ("a*")
 MAX_GROUPS = 6
 
 
-def verdict(rows, metric: str, higher_is_better: bool = True, costs: dict | None = None,
-            evidence: str = "") -> tuple[dict, dict, dict]:
+def verdict(rows, metric: Metric, costs: dict | None = None, evidence: str = "") -> tuple[dict, dict, dict]:
     """The evidence of one question on one board: from tidy rows (method, setting, seed, value),
     each method's mean value, rank, paired comparison with the best (``compare_with_best``:
-    Holm-corrected over the methods) and group letters (``significance_letters``). Returns
-    (per-method table, letters, summary for the overview)."""
-    from ..metrics import compare_with_best, significance_letters
+    as good / worse / undecided at the metric's margin, Holm-corrected over the methods), group
+    letters (``significance_letters``), whether the best beats the control by more than the
+    margin (``beats_control``: a board whose best does not answers nothing) and the states at
+    half and twice the margin. Returns (per-method table, letters, summary for the overview)."""
+    from ..metrics import AS_GOOD, beats_control, compare_with_best, significance_letters, state_of
 
     rows = [r for r in rows if r[3] is not None and np.isfinite(r[3])]
     if not rows:
         return {}, {}, {}
-    compared = compare_with_best(rows, higher_is_better=higher_is_better)
-    letters = significance_letters(rows, higher_is_better=higher_is_better)
+    up = metric.higher_is_better
+    compared = compare_with_best(rows, metric.delta, higher_is_better=up, control=metric.control)
+    letters = significance_letters(rows, higher_is_better=up)
     if len({letter for value in letters.values() for letter in value}) > MAX_GROUPS:
-        # overlapping groups past a handful are unreadable: mark the best's group only
-        letters = {m: "a*" if c["not_worse"] else "" for m, c in compared.items()}
+        # overlapping groups past a handful are unreadable: mark those as good as the best
+        letters = {m: "a*" if c["state"] == AS_GOOD else "" for m, c in compared.items()}
     means = {m: float(np.mean([r[3] for r in rows if r[0] == m])) for m in compared}
-    ranks = ranks_by(means, higher_is_better)
+    ranks = ranks_by(means, up)
     settings, seeds = len({r[1] for r in rows}), len({r[2] for r in rows})
-    summary = {"metric": metric, "higher_is_better": higher_is_better, "best": next(iter(compared)),
+    best = next(iter(compared))
+    control = beats_control(rows, best, metric.control, metric.delta, up)
+    sensitivity = {label: {m: state_of(c, factor * metric.delta) for m, c in compared.items()}
+                   for label, factor in (("half", 0.5), ("double", 2.0))}
+    summary = {"metric": metric.name, "higher_is_better": up, "delta": metric.delta, "best": best,
+               "control": metric.control, "versus_control": control,
+               "answers": bool(control and control["beats"]), "settings": settings, "seeds": seeds,
+               "ranked": len([m for m in compared if m != metric.control]),
                "evidence": evidence or f"{settings} setting(s) × {seeds} seed(s)",
-               "methods": {m: {"value": means[m], "rank": ranks[m], "not_worse": bool(c["not_worse"]),
+               "sensitivity": sensitivity,
+               "methods": {m: {"value": means[m], "rank": ranks[m], "state": c["state"], "diff": c["diff"],
+                               "ci": c["ci"], "p_holm": c["p_holm"],
+                               "seeds_needed": (math.ceil(c["pairs_needed"] / settings)
+                                                if c.get("pairs_needed") else None),
                                "standalone_s": (costs or {}).get(m)} for m, c in compared.items()}}
     return compared, letters, summary
 
 
-def verdict_section(question: str, rows, metric: str, higher_is_better: bool = True, costs: dict | None = None,
+def state_text(entry: dict) -> str:
+    """A method's answer against the best for a table: "as good", "worse", "undecided (6 seeds
+    would settle it)"."""
+    if entry["state"] != "undecided":
+        return entry["state"]
+    need = entry.get("seeds_needed")
+    return f"undecided ({need} seeds would settle it)" if need else "undecided"
+
+
+def control_text(summary: dict) -> str:
+    """The board's first answer: does its best beat the control by more than the margin?"""
+    versus, delta, control = summary["versus_control"], summary["delta"], summary["control"]
+    if versus is None:
+        return (f"**Control first: `{control}` did not run here, so nothing shows that the best beats chance; "
+                "this board answers nothing.**")
+    interval = f"{versus['diff']:+.3f}" + ("" if math.isnan(versus["ci"]) else f" ± {versus['ci']:.3f}")
+    if summary["answers"]:
+        return (f"Control first: the best, `{summary['best']}`, beats `{control}` by {interval} "
+                f"(95% CI above the margin δ = {delta:g}).")
+    return (f"**No identifier beats `{control}` here**: the best, `{summary['best']}`, differs from it by "
+            f"{interval}, not above the margin δ = {delta:g} with 95% confidence. This board answers nothing.")
+
+
+def sensitivity_text(summary: dict) -> str:
+    """One line: whether the states change at half and twice the margin."""
+    states = {m: v["state"] for m, v in summary["methods"].items()}
+    parts = []
+    for label, factor in (("half", "δ/2"), ("double", "2δ")):
+        other = summary["sensitivity"][label]
+        changed = sorted(m for m in states if other[m] != states[m])
+        counts = ", ".join(f"{sum(s == name for s in other.values())} {name}"
+                           for name in ("as good", "worse", "undecided"))
+        moved = f"changes: {', '.join(f'{m} → {other[m]}' for m in changed)}" if changed else "no change"
+        parts.append(f"at {factor} = {summary['delta'] * (0.5 if label == 'half' else 2):g}: {counts} ({moved})")
+    return "Margin sensitivity: " + "; ".join(parts) + "."
+
+
+def verdict_section(question: str, rows, metric: Metric, costs: dict | None = None,
                     what: str = "") -> tuple[str, dict]:
-    """A board's answer to one question: a table of each method's mean, its paired difference
-    to the best (Holm-corrected) and its group letters; and the summary for the overview."""
-    compared, letters, summary = verdict(rows, metric, higher_is_better, costs)
+    """A board's answer to one question: first whether its best beats the control, then a table
+    of each method's mean, its paired difference to the best (Holm-corrected), its group letters
+    and its state against the best (as good / worse / undecided at the margin δ), and the line
+    saying whether the states change at δ/2 and 2δ; and the summary for the overview."""
+    compared, letters, summary = verdict(rows, metric, costs)
     if not compared:
         return "", {}
     table = [[m, f"{summary['methods'][m]['value']:.3f}", versus_best(compared[m]), letters.get(m, ""),
-              "yes" if compared[m]["not_worse"] else "no"] for m in compared]
-    text = (f"### Verdict: {question}\n\n{what}Mean {metric} over {summary['evidence']}; the paired difference "
-            "to the best over the (setting, seed) pairs both have, Holm-corrected over the methods; methods sharing "
-            "a group letter are not significantly different (`a*`: where the tests overlap into more than six "
-            "groups, the methods not significantly worse than the best).\n\n"
-            + tabulate(table, headers=["method", f"mean {metric}", "vs best (paired)", "group",
-                                       "not worse than the best"], tablefmt="github"))
+              state_text(summary["methods"][m])] for m in compared]
+    text = (f"### Verdict: {question}\n\n{control_text(summary)}\n\n{what}Mean {metric.name} over "
+            f"{summary['evidence']}; the paired difference to the best over the (setting, seed) pairs both have, "
+            "Holm-corrected over the methods; methods sharing a group letter are not significantly different "
+            "(`a*`: where the tests overlap into more than six groups, the methods as good as the best). "
+            f"*As good*: the 95% CI of the difference lies above −δ (δ = {metric.delta:g}); *worse*: "
+            "significantly below 0; *undecided*: neither.\n\n"
+            + tabulate(table, headers=["method", f"mean {metric.name}", "vs best (paired)", "group",
+                                       "against the best"], tablefmt="github")
+            + "\n\n" + sensitivity_text(summary))
     return text, summary
 
 

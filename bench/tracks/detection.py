@@ -36,13 +36,16 @@ from tqdm import tqdm
 from ..context import Pool
 from ..inject import PLANTERS
 from ..metrics import detection_metrics, format_ci, friedman_nemenyi, seed_averaged_matrix
-from .base import Report, TrackSettings, Unit, group, mean_costs, per_method_units, verdict, versus_best
+from .base import (Metric, Report, TrackSettings, Unit, control_text, group, mean_costs, per_method_units,
+                   sensitivity_text, state_text, verdict, versus_best)
 
 log = logging.getLogger("bench")
 
 NAME = "detection"
 TYPES = list(PLANTERS)
 REAL = "real"
+#: what the verdicts rank by (docs/protocol.md, "Statistics": why 0.02)
+METRIC = Metric("AUPRC", higher_is_better=True, delta=0.02)
 
 
 @dataclass(frozen=True)
@@ -199,9 +202,11 @@ def _check_line(cell: list[dict]) -> str:
     if not checks:
         return ""
     held = sum(c["holds"] for c in checks.values())
+    hard = (f"; hard for {sum(c['hard'] for c in checks.values())} of {len(checks)}"
+            if all("hard" in c for c in checks.values()) else "; hardness not measured")
     first = checks[min(checks)]
     return (f"Planting check (a clean K-fold model that never trained on the samples; docs/protocol.md): "
-            f"holds for {held} of {len(checks)} seeds; seed {min(checks)}: {first['summary']}\n\n")
+            f"valid for {held} of {len(checks)} seeds{hard}; seed {min(checks)}: {first['summary']}\n\n")
 
 
 def _published(cell: list[dict]) -> str:
@@ -228,14 +233,14 @@ def report(records: list[dict]) -> Report:
     sections = []
     for (kind, rate), cell in sorted(group(records, "config.type", "config.rate").items()):
         ranked, apart = _ranked(cell, (kind,))
-        compared, letters, _ = verdict(_rows(ranked), "AUPRC")
+        compared, letters, _ = verdict(_rows(ranked), METRIC)
         baseline = np.mean([r["metrics"]["baseline"] for r in cell])
         what = ("real label noise (given label ≠ clean label), observed rate" if kind == REAL else "rate")
         text = (f"### {kind}, {what} {rate}\n\n{_check_line(cell)}Random AUPRC baseline: {baseline:.3f}. "
                 "Means ± 95% CI over estimation seeds (one seed: no interval); planted samples are the positives. "
                 "*AUPRC vs best*: the paired difference to the best method over seeds, with its Holm-corrected "
                 "p-value; methods sharing a *group* letter are not significantly different (where the tests "
-                "overlap into more than six groups, `a*` marks those not significantly worse than the best). "
+                "overlap into more than six groups, `a*` marks those as good as the best). "
                 "Cost per seed: the "
                 "method's scoring plus its share of the training it needed among the methods run here (*shared*), "
                 "or plus all of that training (*alone*).\n\n" + _table(ranked, compared, letters)
@@ -298,36 +303,76 @@ def _heatmap(matrix: np.ndarray, methods: list[str], types: list[str]):
     return fig
 
 
+def _not_hard(records: list[dict]) -> str | None:
+    """Why planted samples of these records are not counted as hard (``bench.planting_check``'s
+    hardness: a clean model's p_y on them at least 0.15 below the originals', overall and per
+    class), or None where every seed's check says they are."""
+    checks = [r.get("planting_check") for r in records if r["config"]["type"] != REAL]
+    if not checks:
+        return None
+    if any(c is None or "hard" not in c for c in checks):
+        return "their hardness was not measured"
+    if not all(c["hard"] for c in checks):
+        return "the planting check finds them not hard on some seed"
+    return None
+
+
+def _question_records(records: list[dict]) -> dict[str, list[dict]]:
+    """Per question (``QUESTIONS``) with records, the records of its ranked methods."""
+    out = {}
+    for question, kinds in QUESTIONS.items():
+        ranked, _ = _ranked([r for r in records if r["config"]["type"] in kinds], kinds)
+        if ranked:
+            out[question] = ranked
+    return out
+
+
+def unanswered(records: list[dict]) -> dict[str, str]:
+    """The questions whose planted samples are not hard (nothing to detect), with why."""
+    return {q: why for q, ranked in _question_records(records).items() if (why := _not_hard(ranked))}
+
+
+def verdict_rows(records: list[dict]) -> dict[str, list]:
+    """Per question the board answers, the rows its verdict ranks: (method, (type, rate), seed,
+    AUPRC) of the ranked methods; a question whose planted samples are not hard is left out."""
+    skip = unanswered(records)
+    return {q: _rows(ranked) for q, ranked in _question_records(records).items() if q not in skip}
+
+
 def _overall(records: list[dict]) -> tuple[str, dict[str, float], dict, dict]:
     """Per question (``QUESTIONS``): Friedman test and Nemenyi critical difference over its
     (type, rate) settings, each method's AUPRC averaged over seeds first (settings, not seeds,
     are the blocks); the paired comparison of every method with the best over (setting, seed)
     pairs, Holm-corrected; group letters; a critical-difference diagram."""
     texts, ranks, verdicts, plots = ["### Overall, per question"], {}, {}, {}
-    for question, kinds in QUESTIONS.items():
-        chosen = [r for r in records if r["config"]["type"] in kinds]
-        ranked, _ = _ranked(chosen, kinds)
-        if not ranked:
-            continue
+    for question, why in unanswered(records).items():
+        texts.append(f"#### {question}\n\n**{question}: not hard, nothing to detect** ({why}); this board does not "
+                     "answer the question.")
+    by_question = _question_records(records)
+    for question, question_rows in verdict_rows(records).items():
+        ranked = by_question[question]
         costs = mean_costs(ranked)
         seeds = sorted({r["seed"] for r in ranked})
         settings = sorted({(r["config"]["type"], r["config"]["rate"]) for r in ranked})
-        compared, letters, summary = verdict(_rows(ranked), "AUPRC", costs=costs,
+        compared, letters, summary = verdict(question_rows, METRIC, costs=costs,
                                              evidence=f"{len(settings)} setting(s) × {len(seeds)} seed(s)")
-        matrix, blocks, methods = seed_averaged_matrix(_rows(ranked))
+        matrix, blocks, methods = seed_averaged_matrix(question_rows)
         stats = friedman_nemenyi(matrix) if len(methods) else None
         test = (f"Friedman χ² = {stats['statistic']:.2f}, p = {stats['p']:.2g} over {stats['blocks']} settings; "
                 f"Nemenyi critical difference {stats['cd']:.2f}" if stats and np.isfinite(stats["p"])
                 else "no Friedman test: it needs at least 2 settings and 3 methods")
         mean_ranks = dict(zip(methods, stats["mean_ranks"].tolist())) if stats else {}
         rows = [[m, f"{summary['methods'][m]['value']:.3f}", f"{mean_ranks[m]:.2f}" if m in mean_ranks else "–",
-                 versus_best(compared[m]), letters.get(m, ""), "yes" if compared[m]["not_worse"] else "no",
+                 versus_best(compared[m]), letters.get(m, ""), state_text(summary["methods"][m]),
                  f"{costs.get(m, math.nan):.2f}"] for m in compared]
-        texts.append(f"#### {question} ({', '.join(sorted({k for k, _ in settings}))})\n\n{test}. Mean AUPRC over "
-                     "settings and seeds; mean rank over settings (seed-averaged); the paired difference to the best "
-                     "over (setting, seed) pairs, Holm-corrected over the methods.\n\n"
+        texts.append(f"#### {question} ({', '.join(sorted({k for k, _ in settings}))})\n\n{control_text(summary)}"
+                     f"\n\n{test}. Mean AUPRC over settings and seeds; mean rank over settings (seed-averaged); the "
+                     "paired difference to the best over (setting, seed) pairs, Holm-corrected over the methods; "
+                     f"*as good*: its 95% CI above −δ (δ = {METRIC.delta:g}), *worse*: significantly below 0, "
+                     "*undecided*: neither.\n\n"
                      + tabulate(rows, headers=["method", "mean AUPRC", "mean rank", "vs best (paired)", "group",
-                                               "not worse than the best", "cost alone (s)"], tablefmt="github"))
+                                               "against the best", "cost alone (s)"], tablefmt="github")
+                     + "\n\n" + sensitivity_text(summary))
         verdicts[question] = summary
         if question == "label noise" or not ranks:
             ranks = {m: v["rank"] for m, v in summary["methods"].items()}

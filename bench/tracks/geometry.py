@@ -63,7 +63,7 @@ from tabulate import tabulate
 from .. import relu_geometry
 from ..errors import UsageError
 from ..metrics import agreement_metrics, format_ci, hard_set, mean_ci
-from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, verdict_section
+from .base import Metric, Report, TrackSettings, Unit, group, per_method_units, ranks_by, verdict_section
 
 log = logging.getLogger("bench")
 
@@ -211,6 +211,18 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
 
 
 # ---- report -------------------------------------------------------------------------
+#: what the verdict ranks by (docs/protocol.md, "Statistics": why 0.02)
+METRIC = Metric("Spearman", higher_is_better=True, delta=0.02)
+
+
+def verdict_rows(records: list[dict]) -> dict[str, list]:
+    """The rows the verdict ranks: (method, (pool, q), seed, Spearman with the Bayes boundary, or
+    with the reference network where a record has no Bayes boundary)."""
+    key = "bayes_spearman" if all("bayes_spearman" in r["metrics"] for r in records) else "spearman"
+    return {"geometry": [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"][key])
+                         for r in records if not _only_ambiguity([r["method"]])]}
+
+
 def report(records: list[dict]) -> Report:
     sections, ranks, plots = [], {}, {}
     drawings = {(r["config"]["pool"], r["config"]["q"], r["config"]["margin"]): r["drawing"]
@@ -258,11 +270,8 @@ def report(records: list[dict]) -> Report:
                      for m in order}
         plots.update(_drawing_plots(drawing, {m: h for m, h in hard_sets.items() if h is not None}, q, tag))
     bayes = all("bayes_spearman" in r["metrics"] for r in records)
-    key = "bayes_spearman" if bayes else "spearman"
-    rows = [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"][key])
-            for r in records if not _only_ambiguity([r["method"]])]
-    text, summary = verdict_section("geometry", rows, "Spearman with the Bayes boundary" if bayes
-                                    else "Spearman with the reference network")
+    text, summary = verdict_section("geometry", verdict_rows(records)["geometry"], METRIC,
+                                    what=f"Spearman with {'the Bayes boundary' if bayes else 'the reference network'}. ")
     return Report("\n\n".join([*sections, text]), ranks, plots, {"geometry": summary} if summary else {})
 
 

@@ -24,7 +24,7 @@ from tabulate import tabulate
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
 from ..resample import largest_remainder
-from .base import (Report, TrackSettings, Unit, group, method_grid, method_scores, per_method_units,
+from .base import (Metric, Report, TrackSettings, Unit, group, method_grid, method_scores, per_method_units,
                    protocol_recipe, protocol_seeds, ranks_by, trainer_for, verdict_section, draw_seed)
 
 NAME = "pathways"
@@ -182,6 +182,18 @@ def summary(records: list[dict]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+#: what the verdict ranks by: the hard-easy gap, larger = the identifier separates hard from easy more sharply
+#: (docs/protocol.md, "Statistics": why 2 points)
+METRIC = Metric("hard-easy gap (points)", higher_is_better=True, delta=2.0)
+
+
+def verdict_rows(records: list[dict]) -> dict[str, list]:
+    """The rows the verdict ranks: (method, (q, train_ratio), protocol seed, hard-easy gap in points)."""
+    return {"split/pathway effect": [
+        (m, (q, ratio), i, gap) for (q, ratio), cell in group(records, "config.q", "config.train_ratio").items()
+        for m, values in summary(cell).items() for i, gap in enumerate(values["gap"]) if np.isfinite(gap)]}
+
+
 def report(records: list[dict]) -> Report:
     sections, plots = [], {}
     for (q, ratio), cell in sorted(group(records, "config.q", "config.train_ratio").items()):
@@ -211,9 +223,7 @@ def report(records: list[dict]) -> Report:
             + "\n\n" + _curves_table(cell)
             + ("\n\n" + _reference_table(cell) if _is_curvbim(cell) else ""))
         plots[f"pathways_q{q}.png"] = _plot(cell)
-    rows = [(m, (q, ratio), i, gap) for (q, ratio), cell in group(records, "config.q", "config.train_ratio").items()
-            for m, values in summary(cell).items() for i, gap in enumerate(values["gap"]) if np.isfinite(gap)]
-    text, verdict_summary = verdict_section("pathway effect", rows, "hard-easy gap (points)",
+    text, verdict_summary = verdict_section("pathway effect", verdict_rows(records)["split/pathway effect"], METRIC,
                                             what="Replicates are protocol seeds, each with its own split draw and models. ")
     return Report("\n\n".join([*sections, text]), ranks if sections else {}, plots,
                   {"split/pathway effect": verdict_summary} if verdict_summary else {})

@@ -24,7 +24,7 @@ import torch
 from tabulate import tabulate
 
 from ..metrics import agreement_metrics, format_ci, mean_ci
-from .base import Report, TrackSettings, Unit, group, per_method_units, ranks_by, mean_costs, verdict_section
+from .base import Metric, Report, TrackSettings, Unit, group, per_method_units, ranks_by, mean_costs, verdict_section
 
 NAME = "reference"
 
@@ -59,6 +59,16 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
                                     agreement_metrics(result.scores, reference, settings.q), cost=result.cost)
 
 
+#: what the verdict ranks by (docs/protocol.md, "Statistics": why 0.02)
+METRIC = Metric("Spearman", higher_is_better=True, delta=0.02)
+
+
+def verdict_rows(records: list[dict]) -> dict[str, list]:
+    """The rows the verdict ranks: (method, (pool, q), seed, Spearman with the reference)."""
+    return {"reference hardness": [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"],
+                                    r["metrics"]["spearman"]) for r in records]}
+
+
 def report(records: list[dict]) -> Report:
     sections, ranks = [], {}
     for (pool, q), cell in sorted(group(records, "config.pool", "config.q").items()):
@@ -80,8 +90,6 @@ def report(records: list[dict]) -> Report:
             f"(random baseline {baseline:.3f}).\n\n"
             + tabulate(rows, headers=["method", "Spearman", "Kendall τ", f"AUPRC@{q:.0%}", "rank", "seeds"],
                        tablefmt="github"))
-    rows = [(r["method"], (r["config"]["pool"], r["config"]["q"]), r["seed"], r["metrics"]["spearman"])
-            for r in records]
-    text, summary = verdict_section("reference hardness", rows, "Spearman",
+    text, summary = verdict_section("reference hardness", verdict_rows(records)["reference hardness"], METRIC,
                                     costs=mean_costs(records))
     return Report("\n\n".join([*sections, text]), ranks, verdicts={"reference hardness": summary} if summary else {})

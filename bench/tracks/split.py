@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 from ..metrics import format_ci, mean_ci, top_k
 from ..protocol import Cell
-from .base import (Report, TrackSettings, Unit, group, method_scores, per_method_units, protocol_recipe,
+from .base import (Metric, Report, TrackSettings, Unit, group, method_scores, per_method_units, protocol_recipe,
                    protocol_seeds, ranks_by, trainer_for, verdict_section, draw_seed)
 
 NAME = "split"
@@ -104,6 +104,16 @@ def run(engine, settings: Settings, units: list[Unit]) -> None:
                                 protocol_recipe=recipe.to_dict(), class_share=share, class_error=class_error)
 
 
+#: what the verdict ranks by (docs/protocol.md, "Statistics": why 2 points)
+METRIC = Metric("swing (points)", higher_is_better=True, delta=2.0)
+
+
+def verdict_rows(records: list[dict]) -> dict[str, list]:
+    """The rows the verdict ranks: (method, (test share, q), protocol seed, swing in points)."""
+    return {"split/pathway effect": [(r["method"], (r["config"]["test"], r["config"]["q"]), r["seed"],
+                                      r["metrics"]["swing"]) for r in records]}
+
+
 def report(records: list[dict]) -> Report:
     sections, ranks, plots = [], {}, {}
     for (test, q), cell in sorted(group(records, "config.test", "config.q").items()):
@@ -128,8 +138,7 @@ def report(records: list[dict]) -> Report:
             + tabulate(rows, headers=["method", "acc hardest", "acc easiest", "swing (pts)", "class r", "rank",
                                       "seeds"], tablefmt="github"))
         plots[f"split_swing_test{test}_q{q}.png"] = _swing_plot(by_method, swing)
-    rows = [(r["method"], (r["config"]["test"], r["config"]["q"]), r["seed"], r["metrics"]["swing"]) for r in records]
-    text, summary = verdict_section("split effect", rows, "swing (points)",
+    text, summary = verdict_section("split effect", verdict_rows(records)["split/pathway effect"], METRIC,
                                     what="Replicates are protocol seeds, each with its own split draw and models. ")
     return Report("\n\n".join([*sections, text]), ranks, plots, {"split/pathway effect": summary} if summary else {})
 

@@ -46,7 +46,7 @@ hardness-based sizes with ``permuted`` ones.
 """
 from __future__ import annotations
 
-from .findings import degenerate_sizes, findings, report
+from .findings import METRIC, degenerate_sizes, findings, report, verdict_rows
 from .settings import NAME, Settings, configs, options, plan, setting
 from .study import METRICS, class_metrics, run, training_set
 from .tests import DEGENERATE_SHARE, compare, relative_change

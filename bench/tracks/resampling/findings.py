@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from ...metrics import format_ci
 from ...resample import ASSIGNMENTS
-from ..base import Report, method_grid, ranks_by, verdict_section
+from ..base import Metric, Report, method_grid, ranks_by, verdict_section
 from .settings import setting
 from .study import HEADS, PRECISION, RECALL, SIGNIFICANT
 from .tests import DEGENERATE_SHARE, _reduction, compare, relative_change
@@ -198,6 +198,23 @@ def degenerate_sizes(records: list[dict], share: float = 0.5) -> str:
             "hardness-based resampling as intended.") if parts else ""
 
 
+#: what the verdict ranks by (docs/protocol.md, "Statistics": why half a point)
+METRIC = Metric("recall-gap reduction (points)", higher_is_better=True, delta=0.5)
+
+
+def _verdict_rows(table: dict, alpha0) -> list[tuple]:
+    return [(m, (prune, a, filler), seed, -100 * d) for (m, prune, a, filler, assignment), e in table.items()
+            if assignment == "hardness" and prune == 0 and a == alpha0 and not e["degenerate"]
+            for seed, d in zip(e["seeds"], e.get("delta_recall_gap", []))]
+
+
+def verdict_rows(records: list[dict]) -> dict[str, list]:
+    """The rows the verdict ranks: (method, (prune, α, filler), protocol seed, recall-gap reduction
+    against α = 0 in points) at the ranking α without pruning, hardness sizes, degenerate cells out."""
+    table = compare(records)
+    return {"resampling": _verdict_rows(table, _reduction(table)[1])}
+
+
 def report(records: list[dict]) -> Report:
     table = compare(records)
     reduction, alpha0 = _reduction(table)
@@ -238,10 +255,7 @@ def report(records: list[dict]) -> Report:
                         "from the class's pruned real samples, each at most once; **holdout duplicates** counts the "
                         "samples it had to duplicate because a class's pruned samples ran out.\n\n"
                         + _pruning_table(table, records, order))
-    rows = [(m, (prune, a, filler), seed, -100 * d) for (m, prune, a, filler, assignment), e in table.items()
-            if assignment == "hardness" and prune == 0 and a == alpha0 and not e["degenerate"]
-            for seed, d in zip(e["seeds"], e.get("delta_recall_gap", []))]
-    text, summary = verdict_section("resampling", rows, "recall-gap reduction (points)",
+    text, summary = verdict_section("resampling", _verdict_rows(table, alpha0), METRIC,
                                     what=f"At α = {alpha0 if alpha0 is None else f'{alpha0:g}'} without pruning, "
                                          "hardness sizes, against α = 0; replicates are protocol seeds, each "
                                          "with its own resample draw. ")
