@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default="data", help="torchvision datasets folder (default: data/)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     p.add_argument("--noise", help="CIFAR-N human label set: cifar10n aggre (default), random1, random2, random3, "
-                   "worse; cifar100n noisy")
+                   "worse; cifar100n noisy; cifar10-jpeg clean (default), aggre, worst")
     p.add_argument("--layout", default="auto", choices=LAYOUTS,
                    help="how 4-D npz images are stored: (N, C, H, W) or (N, H, W, C) (default: auto, from the shape)")
     p.add_argument("--profile", default="default", choices=list(PROFILES),

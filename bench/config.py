@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import cifar_jpeg
 from .data import TORCHVISION_FOLDERS, Dataset, load_dataset
 from .datacache import cached_dataset, default_cache_dir, source_files
 from .errors import UsageError
@@ -33,6 +34,9 @@ class DatasetSpec:
         def load():
             return load_dataset(self.name, self.data_root, self.download, noise=self.noise, layout=self.layout)
 
+        if self.name == cifar_jpeg.NAME:  # one file, decoded once; every label set its own cache entry
+            sources = source_files(self.data_root, [str(cifar_jpeg.FILE.parent)])
+            return cached_dataset(f"{self.name}-{self.noise or 'clean'}", load, sources, default_cache_dir())
         folder = TORCHVISION_FOLDERS.get(self.name)
         sources = source_files(self.data_root, [folder, "cscores"]) if folder else []
         return cached_dataset(self.name, load, sources, default_cache_dir()) if sources else load()

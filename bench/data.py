@@ -10,6 +10,8 @@ per-channel mean and std of its train split, and whose labels are int64 in
   datasets read from ``data_root`` (downloaded only when ``download=True``).
 - ``cifar10n``, ``cifar100n``: CIFAR with the CIFAR-N human labels (``noise=``), the
   original labels kept as ``y_clean_train``.
+- ``cifar10-jpeg``: all of CIFAR-10 as lossy JPEG with CIFAR-10N labels (``noise=`` clean,
+  aggre, worst) and C-scores, from one file under ``data_root`` (``bench.cifar_jpeg``).
 - ``npz:PATH``: your own arrays ``x``, ``y`` and optionally ``x_test``, ``y_test``;
   optional ``y_clean`` (clean labels of the rows of ``x``: real label noise; without a test
   split, the held-out 20% are labelled with them, so test accuracy is clean accuracy) and
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import cifar_jpeg
 from .errors import DataError, UnknownName, UsageError
 
 SPLIT_SEED = 0  # fixed: the split is part of the dataset's definition, not of a run
@@ -372,7 +375,7 @@ def with_cscores(data: Dataset, data_root: str | Path) -> Dataset:
 
 SYNTHETIC = {"blobs": make_blobs, "moons": make_moons, "spirals": make_spirals, "blobs2d": make_blobs2d,
              "spirals3": lambda: replace(make_spirals(arms=3), name="spirals3")}  # 3 arms, the SkelEx paper's task
-DATASET_NAMES = ["digits", *SYNTHETIC, *_TORCHVISION, *CIFAR_N, "npz:PATH"]
+DATASET_NAMES = ["digits", *SYNTHETIC, *_TORCHVISION, *CIFAR_N, cifar_jpeg.NAME, "npz:PATH"]
 
 
 def load_dataset(name: str, data_root: str | Path = "data", download: bool = False, subset: int | None = None,
@@ -381,8 +384,8 @@ def load_dataset(name: str, data_root: str | Path = "data", download: bool = Fal
     train split (and of the test split, in proportion), drawn with a fixed seed.
     ``noise`` picks the human label set of ``cifar10n`` / ``cifar100n``. Torchvision
     datasets carry C-scores as ``hardness_train`` where ``<data_root>/cscores/`` has them."""
-    if noise is not None and name not in CIFAR_N:
-        raise UnknownName("dataset with a noise option", name, CIFAR_N)
+    if noise is not None and name not in (*CIFAR_N, cifar_jpeg.NAME):
+        raise UnknownName("dataset with a noise option", name, [*CIFAR_N, cifar_jpeg.NAME])
     if name == "digits":
         data = load_digits_dataset()
     elif name in SYNTHETIC:
@@ -391,6 +394,8 @@ def load_dataset(name: str, data_root: str | Path = "data", download: bool = Fal
         data = with_cscores(load_torchvision(name, data_root, download), data_root)
     elif name in CIFAR_N:
         data = with_cscores(load_cifar_n(name, data_root, download, noise), data_root)
+    elif name == cifar_jpeg.NAME:
+        data = cifar_jpeg.load(data_root, noise)
     elif name.startswith("npz:"):
         data = load_npz(name[4:], layout)
     else:

@@ -35,13 +35,14 @@ def source_files(data_root: str | Path, folders) -> list[Path]:
 
 
 def cache_key(name: str, sources: list[Path]) -> str:
-    from . import data
+    from . import cifar_jpeg, data
 
     h = hashlib.sha256(name.encode())
     for path in sources:
         stat = path.stat()
         h.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    h.update(inspect.getsource(data).encode())
+    for module in (data, cifar_jpeg):
+        h.update(inspect.getsource(module).encode())
     return h.hexdigest()[:16]
 
 

@@ -56,7 +56,7 @@ def derived_seed(*parts: int) -> int:
 
 
 FOLD_STREAM, EARLY_STREAM, ENSEMBLE_STREAM = 0xF01D, 0xEA21, 0xE25E  # tags that keep the seed streams apart
-LOADING_CODE, PLANTING_CODE = ("bench.data",), ("bench.inject",)
+LOADING_CODE, PLANTING_CODE = ("bench.data", "bench.cifar_jpeg"), ("bench.inject",)
 
 
 def pool_fingerprint(planted: bool) -> str:

@@ -81,3 +81,75 @@ def test_label_uniform_always_changes_the_label_at_the_exact_rate():
     assert len(torch.unique(planted.y[planted.mask])) == 10  # every class is a possible target
     again = plant("label-uniform", torch.zeros(1000, 2), y, 10, 0.1, seed=3)
     assert torch.equal(again.y, planted.y)
+
+
+def _jpeg_file(root, n_train=20, n_test=10):
+    """A tiny ``cifar10-jpeg`` file in the shared layout: random 32x32 images as JPEG bytes."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def encode(n):
+        images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        files = []
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="JPEG", quality=75)
+            files.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
+        return np.concatenate(files), np.cumsum([0, *map(len, files)])
+
+    (train, o_train), (test, o_test) = encode(n_train), encode(n_test)
+    clean = np.arange(n_train) % 10
+    worst = (clean + (np.arange(n_train) % 4 == 0)) % 10  # every fourth label moved
+    path = root / "cifar10-jpeg" / "cifar10_jpeg.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, train_jpeg=train, train_offsets=o_train, test_jpeg=test, test_offsets=o_test, y_train=clean,
+             y_test=np.arange(n_test) % 10, y_train_aggre=clean, y_train_worst=worst,
+             cscore_train=np.linspace(0, 1, n_train, dtype=np.float32))
+    return path
+
+
+def test_cifar10_jpeg_decodes_as_pillow_and_carries_noise_and_cscores(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from bench import cifar_jpeg
+
+    path = _jpeg_file(tmp_path)
+    with np.load(path) as z:
+        stream, offsets = z["train_jpeg"], z["train_offsets"]
+        pillow = np.stack([np.asarray(Image.open(io.BytesIO(stream[a:b].tobytes())).convert("RGB"))
+                           for a, b in zip(offsets[:-1], offsets[1:])])
+        np.testing.assert_array_equal(cifar_jpeg.decode(stream, offsets), pillow.transpose(0, 3, 1, 2))
+    worst = load_dataset("cifar10-jpeg", tmp_path, noise="worst")
+    assert worst.name == "cifar10-jpeg-worst" and worst.x_train.shape == (20, 3, 32, 32) and len(worst.y_test) == 10
+    assert (worst.y_train != worst.y_clean_train).sum() == 5 and "JPEG q75" in worst.layout_note
+    np.testing.assert_allclose(worst.hardness_train, -np.linspace(0, 1, 20), rtol=1e-6)  # a high C-score is easy
+    clean = load_dataset("cifar10-jpeg", tmp_path)
+    assert clean.name == "cifar10-jpeg" and clean.y_clean_train is None
+    assert torch.equal(clean.y_train, worst.y_clean_train) and torch.equal(clean.x_train, worst.x_train)
+
+
+def test_cifar10_jpeg_missing_file_and_unknown_noise_are_one_line(tmp_path):
+    with pytest.raises(DatasetNotFound, match=r"expected .*cifar10-jpeg/cifar10_jpeg.npz") as error:
+        load_dataset("cifar10-jpeg", tmp_path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(UnknownName, match="worse"):
+        load_dataset("cifar10-jpeg", tmp_path, noise="worse")
+
+
+def test_real_cifar10_jpeg_file_lines_up_with_cifar10n_and_cscores(shared_data):
+    from bench import cifar_jpeg
+
+    path = shared_data / cifar_jpeg.FILE
+    if not path.exists():
+        pytest.skip(f"needs {path}")
+    with np.load(path) as z:
+        assert len(z["train_offsets"]) == 50_001 and len(z["test_offsets"]) == 10_001
+        assert (z["y_train_aggre"] != z["y_train"]).mean() == pytest.approx(0.0901, abs=5e-5)
+        assert (z["y_train_worst"] != z["y_train"]).mean() == pytest.approx(0.4021, abs=5e-5)
+        first = cifar_jpeg.decode(z["train_jpeg"][: z["train_offsets"][8]], z["train_offsets"][:9])
+    assert first.shape == (8, 3, 32, 32) and first.dtype == np.uint8
