@@ -26,17 +26,23 @@ def _detached_state(module: torch.nn.Module):
 
 
 def closed_form_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                           layers=(torch.nn.Linear, torch.nn.Conv2d)) -> torch.Tensor | None:
+                           layers=(torch.nn.Linear, torch.nn.Conv2d, torch.nn.BatchNorm2d)) -> torch.Tensor | None:
     """Exact per-sample gradient norms when every parameter sits in one of ``layers``, each
     applied once: for a linear layer z = W a + b on (B, D) inputs, grad_W = delta a^T, so
     ||grad_W||^2 = ||delta||^2 ||a||^2 and ||grad_b||^2 = ||delta||^2 (Goodfellow 2015); for a
     convolution (groups 1), grad_W = delta U^T with U the unfolded input patches (C k k, L) and
     delta the output gradient (O, L) over the L output positions, formed per sample by one
-    batched matrix product, and grad_b = delta summed over positions. One batched backward of
-    the summed loss gives every sample's delta, because in eval mode samples do not interact.
-    Returns None for any other architecture (batch norm, grouped convolutions, ...)."""
+    batched matrix product, or, where L (O + C k k) < O C k k, its squared norm from the two
+    L x L Gram matrices, <delta^T delta, U^T U>; grad_b = delta summed over positions; for a batch norm in eval
+    mode, z = gamma a_hat + beta with a_hat = (a - running mean) / sqrt(running var + eps) fixed
+    per channel, so grad_gamma = sum over positions of delta a_hat and grad_beta = sum of delta.
+    One batched backward of the summed loss gives every sample's delta, because in eval mode
+    samples do not interact. Returns None for any other architecture (grouped convolutions, a
+    batch norm in training mode or without running statistics, ...)."""
     modules = [m for m in model.modules() if isinstance(m, layers)]
     if any(isinstance(m, torch.nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros") for m in modules):
+        return None
+    if any(isinstance(m, torch.nn.BatchNorm2d) and (m.training or m.running_mean is None) for m in modules):
         return None
     if sum(p.numel() for m in modules for p in m.parameters()) != sum(p.numel() for p in model.parameters()):
         return None
@@ -54,10 +60,21 @@ def closed_form_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
     sq = torch.zeros(len(y), dtype=x.dtype, device=x.device)
     for (module, a, _), delta in zip(calls, deltas):
         a = a.detach()
-        if isinstance(module, torch.nn.Conv2d):
+        if isinstance(module, torch.nn.BatchNorm2d):
+            if module.affine:
+                a_hat = (a - module.running_mean[:, None, None]) * torch.rsqrt(module.running_var[:, None, None]
+                                                                              + module.eps)
+                sq += (delta * a_hat).sum((2, 3)).pow(2).sum(1) + delta.sum((2, 3)).pow(2).sum(1)
+        elif isinstance(module, torch.nn.Conv2d):
             patches = F.unfold(a.contiguous(), module.kernel_size, module.dilation, module.padding, module.stride)  # (B, Ckk, L)
             delta = delta.flatten(2)  # (B, O, L)
-            sq += torch.bmm(delta, patches.transpose(1, 2)).pow(2).sum((1, 2))
+            (_, o, positions), ckk = delta.shape, patches.shape[1]
+            if positions * (o + ckk) < o * ckk:
+                # few positions (deep layers): ||delta U^T||_F^2 = <delta^T delta, U^T U>, two L x L Gram
+                # matrices instead of the O x Ckk gradient (the "ghost norm" of Li et al. 2022, ICLR)
+                sq += (torch.bmm(delta.transpose(1, 2), delta) * torch.bmm(patches.transpose(1, 2), patches)).sum((1, 2))
+            else:
+                sq += torch.bmm(delta, patches.transpose(1, 2)).pow(2).sum((1, 2))
             if module.bias is not None:
                 sq += delta.sum(2).pow(2).sum(1)
         else:
