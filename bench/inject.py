@@ -23,16 +23,38 @@ type's check must show is in ``bench.planting_check``):
 - ``far-ood``: the input is replaced by a sample of another dataset
   (``PlantingSources.far_ood``, see ``default_sources``), shaped and standardised like
   the pool, then value-matched; label kept.
-- ``atypical``: a rare but valid member of the sample's own class, label correct. Images:
-  the sample zoomed in about its centre by a factor drawn from ``ATYPICAL_ZOOM`` and
-  shifted by up to ``ATYPICAL_SHIFT`` x H pixels (the zoom-and-shift construction of the
-  H-CAT benchmark, Seedat et al. 2024, at a milder strength: see ``zoom_shift``), then
-  value-matched; no rotation or reflection, which can turn one class into another (6/9).
+- ``atypical``: a rare but valid member of the sample's own class, label correct, and *hard*:
+  harder for a clean model than the originals (``bench.planting_check``: the mean probability
+  of the label drops by at least 0.15, overall and in every class). Images: the sample warped
+  about its centre by a random affine map, magnified by 1 + s x ``ATYPICAL_ZOOM`` x u,
+  rotated by +-s x ``ATYPICAL_ANGLE`` x u degrees, sheared by +-s x ``ATYPICAL_SHEAR`` x u and
+  shifted by up to s x ``ATYPICAL_SHIFT`` x H pixels per axis (u uniform in ``ATYPICAL_DRAW``
+  per sample and component; ``affine_warp``), then value-matched. The strength s in [0, 1] is
+  calibrated per class (``calibrate_atypical``, with ``PlantingSources.clean_predict``, on up to
+  ``ATYPICAL_CALIBRATION_ROWS`` unplanted rows of the class) so that a clean model's mean
+  probability of the label on the warped samples is ``ATYPICAL_TARGET`` (0.55): read as the
+  class more often than not (valid), yet far below the originals' 0.9-0.95 (hard). A class
+  the clean model already reads at or below the target is left as it is (s = 0: nothing valid
+  and harder to plant there); one that never falls that far gets s = 1. Without a predictor
+  every class gets ``ATYPICAL_STRENGTH``. Rotations stay within 45 degrees, far from the
+  half turn that makes a 6 a 9; no reflection.
+  Why: the former zoom-and-shift (zoom 1.1-1.25, shift 1/28 of H, after the H-CAT benchmark,
+  Seedat et al. 2024) was valid but barely harder than the originals (mean p_y 0.82 vs 0.90
+  on MNIST 10k; per class drops from 0.02), and any one fixed transform is hard for some
+  classes and destroys others (a 4 survives a 45-degree turn, a trouser does not; a zoom of
+  1.4-1.6 leaves 0-17% of some class). Tried (docs/protocol.md, "Track D", has the numbers):
+  stronger zoom and shift, rotation alone, zoom-out, shear alone, fixed affine maps, and the
+  calibrated affine at a target drop instead of a target level; only the per-class
+  calibration to a level (0.50-0.55) was valid and hard on both digits and MNIST. On Fashion-MNIST no variant is
+  both: the clean model reads the shirt originals at 35-47% (p_y 0.36), below the validity
+  floor before anything is planted.
   Vectors: a draw from the tail of the diagonal Gaussian fitted to the class: along the
   best of ``ATYPICAL_DIRECTIONS`` uniformly random directions, at the largest Mahalanobis
   radius up to ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` whose whole path from the class mean the
   classifier of the fitted Gaussians still assigns to the class (``atypical_reach``): far
-  in the class's tail, never in another class's region.
+  in the class's tail, never in another class's region. Not hard: far from every other class
+  too, a clean model reads them about as surely as the originals or more (``blobs``: mean p_y
+  0.83 planted vs 0.73, accuracy 90% vs 79%, so not even valid; ``moons``: a p_y drop of 0.12).
 
 Value matching (``restandardise``) removes what a look at pixel values alone would
 give away: each corrupted sample's values (per channel for images) are replaced, in
@@ -63,8 +85,15 @@ NEAR_OOD_NOISE = 2.0  # default severity without a clean predictor: noise std in
 NEAR_OOD_MAX_NOISE = 8.0  # the calibration searches severities in [0, NEAR_OOD_MAX_NOISE]
 NEAR_OOD_STEPS = 10  # bisection steps of the calibration (resolution NEAR_OOD_MAX_NOISE / 2**10)
 NEAR_OOD_CALIBRATION_ROWS = 1000  # unplanted rows the calibration measures the drop on
-ATYPICAL_ZOOM = (1.1, 1.25)  # atypical images are zoomed in by a factor drawn uniformly from this range
-ATYPICAL_SHIFT = 1 / 28  # ... and shifted by up to this fraction of the height (1 pixel on MNIST), per axis
+ATYPICAL_ZOOM = 0.6  # atypical images at full strength: magnified by up to 1 + this
+ATYPICAL_ANGLE = 45.0  # ... rotated by up to this many degrees, either way
+ATYPICAL_SHEAR = 0.5  # ... sheared (x += shear * y) by up to this much, either way
+ATYPICAL_SHIFT = 3 / 28  # ... shifted by up to this fraction of the height per axis (3 pixels on MNIST)
+ATYPICAL_DRAW = (0.5, 1.0)  # per sample and component, the share of the full-strength magnitude, uniform
+ATYPICAL_TARGET = 0.55  # the clean model's mean p_y on a class's atypical images, calibrated per class
+ATYPICAL_STRENGTH = 0.6  # strength without a clean predictor (the calibrated ones: about 0.3-1, MNIST 0.4-0.75)
+ATYPICAL_CALIBRATION_ROWS = 200  # unplanted rows per class the calibration measures p_y on
+ATYPICAL_STEPS = 10  # bisection steps of the per-class strength in [0, 1]
 ATYPICAL_TAIL = 0.999  # vector atypical draws sit at most at this quantile of the class's Mahalanobis radius
 ATYPICAL_DIRECTIONS = 16  # ... along the best of this many random directions
 ATYPICAL_RADII = 64  # ... on a grid of this many radii
@@ -371,36 +400,122 @@ def far_ood(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, t
     return _replace_rows(x, idx, restandardise(rows, x[idx], _torch_generator(rng))), y
 
 
+def affine_warp(rows: torch.Tensor, zoom, angle, shear, shift) -> torch.Tensor:
+    """Each (C, H, W) image warped about its centre: in pixel offsets d = (x, y) from the centre,
+    output pixel d shows the input at M^-1 (d - shift), M = zoom[i] x R(angle[i] degrees) x
+    [[1, shear[i]], [0, 1]], ``shift[i] = (dy, dx)`` pixels (fractional allowed), bilinear
+    (``F.grid_sample``); y points down, so a positive angle turns the image clockwise as shown
+    (90 degrees: ``torch.rot90(rows, -1, (2, 3))``). Pixels that come from outside the frame take
+    the image's minimum (its background)."""
+    n, channels, h, w = rows.shape
+    as_vector = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64)).view(-1).expand(n)  # noqa: E731
+    radians = as_vector(angle) * math.pi / 180
+    cos, sin = radians.cos(), radians.sin()
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    shearing = torch.eye(2, dtype=torch.float64).repeat(n, 1, 1)
+    shearing[:, 0, 1] = as_vector(shear)
+    inverse = torch.linalg.inv(as_vector(zoom).view(-1, 1, 1) * rotation @ shearing)
+    # normalised coordinates (F.affine_grid): a pixel offset d is d / (W / 2, H / 2)
+    scale = torch.tensor([w / 2, h / 2], dtype=torch.float64)
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64)
+    theta[:, :, :2] = inverse * scale.view(1, 1, 2) / scale.view(1, 2, 1)
+    moved = torch.as_tensor(np.asarray(shift, dtype=np.float64)).view(n, 2)[:, [1, 0]]  # (dy, dx) -> (x, y)
+    theta[:, :, 2] = -(inverse @ moved.unsqueeze(-1)).squeeze(-1) / scale
+    grid = F.affine_grid(theta.float(), (n, channels, h, w), align_corners=False)
+    background = rows.float().flatten(1).min(1).values.view(-1, 1, 1, 1)
+    out = F.grid_sample(rows.float() - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + background
+
+
 def zoom_shift(rows: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Each (C, H, W) image magnified ``zoom[i]`` times about its centre, then moved by
-    ``shift[i] = (dy, dx)`` pixels (fractional allowed): output pixel p shows the input at
-    centre + (p - shift - centre) / zoom, bilinear (``F.grid_sample``). Pixels that come from
-    outside the frame take the image's minimum (its background); with zoom >= 1 only the
-    shift brings any in. The H-CAT benchmark's ``zoom_in`` is a centre crop of H / zoom pixels
-    resized to H, the same map up to its integer crop."""
-    n, channels, h, w = rows.shape
-    zoom = zoom.float().view(-1)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
-    theta[:, 0, 2] = -shift[:, 1].float() * 2 / w / zoom  # normalised coordinates: a pixel is 2 / W wide
-    theta[:, 1, 2] = -shift[:, 0].float() * 2 / h / zoom
-    grid = F.affine_grid(theta, (n, channels, h, w), align_corners=False)
-    background = rows.float().flatten(1).min(1).values.view(-1, 1, 1, 1)
-    moved = F.grid_sample(rows.float() - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return moved + background
+    ``shift[i] = (dy, dx)`` pixels: ``affine_warp`` without rotation or shear (output pixel p
+    shows the input at centre + (p - shift - centre) / zoom). The H-CAT benchmark's ``zoom_in``
+    is a centre crop of H / zoom pixels resized to H, the same map up to its integer crop."""
+    return affine_warp(rows, zoom, 0.0, 0.0, shift)
+
+
+def atypical_draws(m: int, rng: np.random.Generator) -> np.ndarray:
+    """(m, 5) per-sample draws of the atypical warp at unit strength: zoom, angle and shear
+    magnitudes as shares in ``ATYPICAL_DRAW`` (angle and shear with a random sign), and the
+    shift (dy, dx) as shares in [-1, 1]."""
+    share = rng.uniform(*ATYPICAL_DRAW, size=(m, 3))
+    sign = rng.choice([-1.0, 1.0], size=(m, 2))
+    return np.column_stack([share[:, 0], share[:, 1:] * sign, rng.uniform(-1, 1, size=(m, 2))])
+
+
+def atypical_corrupt(rows: torch.Tensor, draws: np.ndarray, strength, seed: int) -> torch.Tensor:
+    """The atypical warp of clean image ``rows`` at ``strength`` (one per row, or one for all):
+    ``affine_warp`` with zoom 1 + s ``ATYPICAL_ZOOM`` u, angle s ``ATYPICAL_ANGLE`` u, shear
+    s ``ATYPICAL_SHEAR`` u and shift s ``ATYPICAL_SHIFT`` H u (the ``atypical_draws`` u), then
+    value-matched to ``rows`` (ties ordered by ``seed``). The same draws at a larger strength
+    give a stronger warp of the same kind: the calibration compares strengths on common random numbers."""
+    s = np.broadcast_to(np.asarray(strength, dtype=np.float64), (len(rows),))
+    reach = s * ATYPICAL_SHIFT * rows.shape[-2]
+    warped = affine_warp(rows, 1 + s * ATYPICAL_ZOOM * draws[:, 0], s * ATYPICAL_ANGLE * draws[:, 1],
+                         s * ATYPICAL_SHEAR * draws[:, 2], reach[:, None] * draws[:, 3:5])
+    return restandardise(warped, rows, torch.Generator().manual_seed(seed))
+
+
+def _atypical_calibration_rows(y: np.ndarray, mask: np.ndarray, num_classes: int,
+                               rng: np.random.Generator) -> np.ndarray:
+    """Per class up to ``ATYPICAL_CALIBRATION_ROWS`` unplanted rows of that class (its planted
+    ones if all are planted), sorted: calibrated apart from the samples the check reads."""
+    picked = []
+    for c in range(num_classes):
+        free = np.flatnonzero((y == c) & ~mask)
+        free = free if len(free) else np.flatnonzero((y == c) & mask)
+        picked.append(rng.permutation(free)[:ATYPICAL_CALIBRATION_ROWS])
+    return np.sort(np.concatenate(picked))
+
+
+def calibrate_atypical(x: torch.Tensor, y: torch.Tensor, num_classes: int, rows: np.ndarray,
+                       predict: Callable[[torch.Tensor, np.ndarray], np.ndarray],
+                       rng: np.random.Generator) -> np.ndarray:
+    """(C,) the atypical strength of each class: bisection (``ATYPICAL_STEPS`` steps over [0, 1],
+    all classes at once, one draw for all steps) for the strength at which the clean model
+    ``predict``'s mean probability of the label on the warped ``rows`` of the class is
+    ``ATYPICAL_TARGET``. 0 for a class whose clean rows are already at or below the target,
+    1 for one that never falls that far, ``ATYPICAL_STRENGTH`` for one without rows."""
+    clean = x[torch.as_tensor(rows)]
+    labels = y[torch.as_tensor(rows)].numpy()
+    draws = atypical_draws(len(rows), rng)
+    seed = int(rng.integers(2 ** 62))
+    count = np.bincount(labels, minlength=num_classes)
+    index = np.arange(len(rows))
+
+    def mean_py(strength: np.ndarray) -> np.ndarray:
+        inputs = atypical_corrupt(clean, draws, strength[labels], seed) if strength.any() else clean
+        p_y = np.asarray(predict(inputs, rows))[index, labels]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(labels, weights=p_y, minlength=num_classes) / count
+
+    lo, hi = np.zeros(num_classes), np.ones(num_classes)
+    base, strongest = mean_py(lo), mean_py(hi)
+    for _ in range(ATYPICAL_STEPS):
+        mid = (lo + hi) / 2
+        enough = mean_py(mid) <= ATYPICAL_TARGET
+        lo, hi = np.where(enough, lo, mid), np.where(enough, mid, hi)
+    strength = np.where(strongest <= ATYPICAL_TARGET, hi, 1.0)
+    strength = np.where(base <= ATYPICAL_TARGET, 0.0, strength)
+    return np.where(count > 0, strength, ATYPICAL_STRENGTH)
 
 
 @planter("atypical")
 def atypical(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A rare but valid member of the sample's own class (see the module docstring); labels kept (correct)."""
+    """A rare but valid member of the sample's own class (see the module docstring): images
+    ``atypical_corrupt`` at the strength ``calibrate_atypical`` finds for the sample's class with
+    ``sources.clean_predict``, or ``ATYPICAL_STRENGTH`` without one; labels kept (correct)."""
     idx = torch.as_tensor(np.flatnonzero(mask))
     m = len(idx)
     if x.ndim == 4:
-        zoom = torch.as_tensor(rng.uniform(*ATYPICAL_ZOOM, size=m))
-        reach = ATYPICAL_SHIFT * x.shape[-2]
-        shift = torch.as_tensor(rng.uniform(-reach, reach, size=(m, 2)))
-        rows = zoom_shift(x[idx], zoom, shift)
-        return _replace_rows(x, idx, restandardise(rows, x[idx], _torch_generator(rng))), y
+        strength = np.full(num_classes, ATYPICAL_STRENGTH)
+        if sources is not None and sources.clean_predict is not None:
+            calibration = _atypical_calibration_rows(y.numpy(), mask, num_classes, rng)
+            strength = calibrate_atypical(x, y, num_classes, calibration, sources.clean_predict, rng)
+        draws = atypical_draws(m, rng)
+        rows = atypical_corrupt(x[idx], draws, strength[y[idx].numpy()], int(rng.integers(2 ** 62)))
+        return _replace_rows(x, idx, rows), y
     if x.ndim != 2:
         raise ValueError(f"atypical supports (N, C, H, W) images and (N, D) vectors; got shape {tuple(x.shape)}")
     from scipy.stats import chi2

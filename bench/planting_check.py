@@ -31,6 +31,21 @@ Criteria:
   reads the label of every class: valid members; a test, not the point estimate, because a
   class has few planted samples on small pools, 7 on half of digits at rate 0.1), and
   ``planted < original`` (rarer than the originals).
+
+Beside validity (``holds``: the kind plants what it says) every kind is checked for
+*hardness* (``hard``: what it plants is harder than the originals, so there is something to
+detect). The measure is the clean model's mean probability of the sample's label, p_y:
+``hardness_planted`` on the planted samples (the planted input with the label it is given:
+the new label for label kinds, the original label for input kinds), ``hardness_original`` on
+their clean originals (original input, original label); both overall and per original class.
+The criterion: the drop ``hardness_original - hardness_planted`` is at least ``HARDNESS_DROP``
+(0.15) overall *and* in every class that has planted samples. Point estimates, no test: a
+class with a handful of planted samples (7 on half of digits at rate 0.1) decides on its
+mean alone, so a class near the threshold may pass or fail with the seed. Why 0.15: about
+twice the drop of the former ``atypical`` (zoom 1.1-1.25: 0.06-0.09 overall, none in some
+class), whose detection tables ranked noise, and well under what the other kinds give
+(``near-ood`` 0.3-0.5, label kinds and ``far-ood`` 0.56-0.94), while leaving a valid sample
+room: from originals at p_y 0.9-0.95 it asks for 0.75-0.8 (docs/protocol.md, "Track D").
 """
 from __future__ import annotations
 
@@ -49,6 +64,8 @@ NEAR_OOD_TOLERANCE = (0.5, 1.5)  # the drop must lie within these multiples of i
 FAR_OOD_MARGIN = 0.10  # far-ood accuracy may exceed chance agreement by at most this much
 ATYPICAL_FLOOR = 0.5  # no class's atypical samples may have a clean accuracy significantly below this
 ATYPICAL_LEVEL = 0.05  # ... by a one-sided exact binomial test at this level
+HARDNESS_DROP = 0.15  # hard: the clean model's mean p_y drops by at least this much, overall and in every class
+HARDNESS_CRITERION = f"needs >= {HARDNESS_DROP:g} overall and per class"
 
 CRITERIA = {
     "label-uniform": "every label changed and the clean model predicts the new label less often than the original",
@@ -73,11 +90,40 @@ class PlantingCheck:
     per_class_count: np.ndarray  # planted samples per original class
     reference: float  # near-ood: the target drop; far-ood: chance agreement; otherwise NaN
     criterion: str
-    holds: bool
+    holds: bool  # validity: the kind's criterion
+    # hardness: the clean model's mean probability of the sample's label (p_y), see the module docstring
+    hardness_planted: float = float("nan")  # mean p_y of the planted samples (planted input, given label)
+    hardness_original: float = float("nan")  # mean p_y of their originals (original input, original label)
+    per_class_hardness_planted: np.ndarray | None = None  # (C,) per original class, NaN without planted samples
+    per_class_hardness_original: np.ndarray | None = None
+    hard: bool = False  # the drop is at least HARDNESS_DROP overall and in every class with planted samples
+
+    @property
+    def hardness_drop(self) -> float:
+        """Overall drop of the mean p_y, original - planted."""
+        return self.hardness_original - self.hardness_planted
+
+    @property
+    def per_class_hardness_drop(self) -> np.ndarray:
+        """(C,) drop of the mean p_y per original class, NaN for a class without planted samples."""
+        if self.per_class_hardness_planted is None or self.per_class_hardness_original is None:
+            return np.full(len(self.per_class_count), np.nan)
+        return self.per_class_hardness_original - self.per_class_hardness_planted
+
+    def hardness_summary(self) -> str:
+        """The hardness part of ``summary``, e.g. ``hard: mean p_y 0.41 planted vs 0.93
+        original (drop 0.52, per class 0.31-0.70; needs >= 0.15 overall and per class)``."""
+        drops = self.per_class_hardness_drop[self.per_class_count > 0]
+        span = (f"{np.nanmin(drops):.2f}-{np.nanmax(drops):.2f}" if np.isfinite(drops).any() else "n/a")
+        return (f"{'hard' if self.hard else 'NOT HARD'}: mean p_y {self.hardness_planted:.2f} planted vs "
+                f"{self.hardness_original:.2f} original (drop {self.hardness_drop:.2f}, per class {span}; "
+                f"{HARDNESS_CRITERION})")
 
     def summary(self) -> str:
-        """One line for a board, e.g. ``near-ood: clean accuracy 55.0% planted vs 95.0%
-        original (drop 40.0 points, target 40.0); per class 31-78%; holds``."""
+        """One line for a board: validity, then hardness, e.g. ``near-ood: clean accuracy 55.0%
+        planted vs 95.0% original (drop 40.0 points, target 40.0); per class 31-78%; holds
+        (criterion); hard: mean p_y 0.41 planted vs 0.93 original (drop 0.52, per class
+        0.31-0.70; needs >= 0.15 overall and per class)``."""
         seen = self.per_class_count > 0
         low, high = np.nanmin(self.per_class_planted[seen]), np.nanmax(self.per_class_planted[seen])
         extra = ""
@@ -87,16 +133,24 @@ class PlantingCheck:
             extra = f" (chance agreement {100 * self.reference:.1f}%)"
         return (f"{self.kind}: {self.measure} {100 * self.planted:.1f}% planted vs {100 * self.original:.1f}% "
                 f"original{extra}; per class {100 * low:.0f}-{100 * high:.0f}%; "
-                f"{'holds' if self.holds else 'FAILS'} ({self.criterion})")
+                f"{'holds' if self.holds else 'FAILS'} ({self.criterion}); {self.hardness_summary()}")
 
     def as_dict(self) -> dict:
+        """JSON-safe: arrays as lists (NaN kept as float NaN, as json writes it), numbers as floats,
+        plus ``hardness_drop`` and ``per_class_hardness_drop``."""
         out = asdict(self)
-        for key in ("per_class_planted", "per_class_original", "per_class_count"):
-            out[key] = out[key].tolist()
+        for key in ("per_class_planted", "per_class_original", "per_class_count", "per_class_hardness_planted",
+                    "per_class_hardness_original"):
+            out[key] = None if out[key] is None else np.asarray(out[key]).tolist()
+        for key in ("planted", "original", "reference", "hardness_planted", "hardness_original"):
+            out[key] = float(out[key])
+        out["hardness_drop"] = float(self.hardness_drop)
+        out["per_class_hardness_drop"] = self.per_class_hardness_drop.tolist()
         return out
 
 
 def _per_class(hits: np.ndarray, classes: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the mean of ``hits`` (0/1 or any value, e.g. p_y) over the rows of that class, and the count."""
     count = np.bincount(classes, minlength=num_classes)
     total = np.bincount(classes, weights=hits.astype(float), minlength=num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -125,15 +179,20 @@ def check_planting(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], ki
     rows = np.asarray(rows)
     if len(rows) == 0:
         raise ValueError(f"{kind}: no planted samples to check")
-    pred_original = np.asarray(predict(x_original, rows)).argmax(1)
+    probs_original = np.asarray(predict(x_original, rows))
+    pred_original = probs_original.argmax(1)
     original_hits = pred_original == y_original
-    if kind in LABEL_KINDS:
+    if kind in LABEL_KINDS:  # inputs kept: the planted input is the original
         measure = "clean model predicts the given label"
+        probs_planted = probs_original
         planted_hits = pred_original == y_label
     else:
         measure = "clean accuracy"
-        pred_planted = np.asarray(predict(x_planted, rows)).argmax(1)
+        probs_planted = np.asarray(predict(x_planted, rows))
+        pred_planted = probs_planted.argmax(1)
         planted_hits = pred_planted == y_original
+    index = np.arange(len(rows))
+    p_planted, p_original = probs_planted[index, y_label], probs_original[index, y_original]
     planted, original = float(planted_hits.mean()), float(original_hits.mean())
     per_planted, count = _per_class(planted_hits, y_original, num_classes)
     per_original, _ = _per_class(original_hits, y_original, num_classes)
@@ -151,8 +210,14 @@ def check_planting(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], ki
         holds = planted <= reference + FAR_OOD_MARGIN
     else:  # atypical
         holds = not below_floor(per_planted, count).any() and planted < original
+    hard_planted, _ = _per_class(p_planted, y_original, num_classes)
+    hard_original, _ = _per_class(p_original, y_original, num_classes)
+    p_drop = float(p_original.mean() - p_planted.mean())
+    seen = count > 0
+    hard = p_drop >= HARDNESS_DROP and bool(((hard_original - hard_planted)[seen] >= HARDNESS_DROP).all())
     return PlantingCheck(kind, measure, planted, original, per_planted, per_original, count, reference,
-                         CRITERIA[kind], bool(holds))
+                         CRITERIA[kind], bool(holds), float(p_planted.mean()), float(p_original.mean()),
+                         hard_planted, hard_original, bool(hard))
 
 
 def check_planted(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], kind: str, planted: Planted,

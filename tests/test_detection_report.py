@@ -1,4 +1,6 @@
 """The detection board says, per kind, whether any setting tells the methods apart."""
+import pytest
+
 from bench.tracks import detection
 
 
@@ -25,3 +27,35 @@ def test_each_kind_names_its_most_separating_setting_and_whether_it_reaches_the_
     assert rows["label-uniform"] == ["0.4", "0.010", "no"]
     assert rows["near-ood"] == ["0.1", "0.350", "yes"]
     assert "No setting tried here separates the methods on label-uniform." in section
+
+
+def _checked(records: list[dict], hard: dict) -> list[dict]:
+    """The records with a planting check: valid, and hard where ``hard[(kind, rate)]`` says so."""
+    for r in records:
+        key = (r["config"]["type"], r["config"]["rate"])
+        r["planting_check"] = {"holds": True, "hard": hard[key], "summary": f"{key[0]}: checked"}
+    return records
+
+
+FIELD = {"aum": 0.9, "loss": 0.88, "el2n": 0.6, "holdout": 0.5, "grand": 0.45, "random": 0.10}
+
+
+def test_planted_samples_that_are_not_hard_answer_nothing():
+    records = _checked(_records({("atypical", 0.1): FIELD, ("label-uniform", 0.1): FIELD,
+                                 ("label-pair", 0.1): {m: v / 2 for m, v in FIELD.items()}}),
+                       {("atypical", 0.1): False, ("label-uniform", 0.1): True, ("label-pair", 0.1): False})
+    report = detection.report(records)
+    assert "atypical" not in report.verdicts and "label noise" in report.verdicts
+    assert "**atypical: nothing to detect** (the planting check: atypical 0.1: not hard on some seed)" in report.markdown
+    assert "**label-pair 0.1: not hard on some seed: nothing to detect; left out of the overall verdicts.**" in \
+        report.markdown
+    # the label-noise verdict ranks the hard cell alone: its values are label-uniform's, not halved by label-pair
+    assert report.verdicts["label noise"]["methods"]["aum"]["value"] == pytest.approx(0.901)
+    assert detection.verdict_rows(records).keys() == {"label noise"}
+
+
+def test_a_check_without_hardness_does_not_count():
+    records = _records({("atypical", 0.1): FIELD})
+    for r in records:
+        r["planting_check"] = {"holds": True, "summary": "atypical: checked"}  # made before the hardness check
+    assert detection.unanswered(records) == {"atypical": "atypical 0.1: hardness not measured"}

@@ -9,10 +9,11 @@ from sklearn.metrics import roc_auc_score
 
 from bench.data import DatasetNotFound, Dataset, load_dataset
 from bench.errors import UnknownName
-from bench.inject import (ATYPICAL_SHIFT, ATYPICAL_TAIL, ATYPICAL_ZOOM, NEAR_OOD_MAX_NOISE, NEAR_OOD_NOISE, PLANTERS,
-                          MissingSource, PlantingSources, _spread, calibrate_near_ood, default_sources,
-                          fixed_permutation, most_confused, most_likely_other, near_ood_corrupt,
-                          near_ood_target_drop, nearest_other_class, plant, zoom_shift)
+from bench.inject import (ATYPICAL_ANGLE, ATYPICAL_DRAW, ATYPICAL_STRENGTH, ATYPICAL_TAIL, ATYPICAL_TARGET,
+                          NEAR_OOD_MAX_NOISE, NEAR_OOD_NOISE, PLANTERS, MissingSource, PlantingSources, _spread,
+                          affine_warp, atypical_corrupt, atypical_draws, calibrate_atypical, calibrate_near_ood,
+                          choose_subset, default_sources, fixed_permutation, most_confused, most_likely_other,
+                          near_ood_corrupt, near_ood_target_drop, nearest_other_class, plant, zoom_shift)
 
 TYPES = ["label-uniform", "label-pair", "label-instance", "near-ood", "far-ood", "atypical"]
 
@@ -173,25 +174,87 @@ def test_zoom_shift_moves_and_magnifies_about_the_centre():
     assert torch.allclose(zoomed[0, 0, 4], expected, atol=1e-5)
 
 
-def test_atypical_images_are_zoomed_shifted_copies_of_the_sample_in_its_own_values():
+def test_affine_warp_rotates_and_shears_about_the_centre():
+    x = torch.randn(3, 2, 6, 6)
+    turned = affine_warp(x, torch.ones(3), torch.full((3,), 90.0), torch.zeros(3), torch.zeros(3, 2))
+    assert torch.allclose(turned, torch.rot90(x, -1, (2, 3)), atol=1e-4)  # a quarter turn clockwise as shown
+    # shear s: output pixel (x, y) (offsets from the centre) shows the input at (x - s y, y)
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 1, 8, 8)
+    sheared = affine_warp(ramp, 1.0, 0.0, 0.5, torch.zeros(1, 2))
+    centre = 3.5
+    for row in (0, 3, 7):
+        columns = torch.arange(8.0) - 0.5 * (row - centre)
+        inside = (columns >= 0) & (columns <= 7)
+        assert torch.allclose(sheared[0, 0, row][inside], columns[inside], atol=1e-4)
+    assert torch.allclose(affine_warp(x, 1.0, 0.0, 0.0, torch.zeros(3, 2)), x, atol=1e-5)  # the identity
+
+
+def test_atypical_images_without_a_predictor_are_warped_copies_of_the_sample_in_its_own_values():
+    """Without a clean predictor every class gets ``ATYPICAL_STRENGTH``: each planted image is
+    ``atypical_corrupt`` of its original with its own draws, in its original's values."""
     x, y = _images(n=300, size=12)
     planted = plant("atypical", x, y, 5, 0.1, 0)
-    idx = torch.as_tensor(planted.mask)
-    rows, clean = planted.x[idx].flatten(1), x[idx].flatten(1)
-    torch.testing.assert_close(rows.sort(1).values, clean.sort(1).values)  # its own pixel values
-    assert torch.equal(planted.y, y)  # label correct
-    # the best zoom-and-shift in the allowed range explains each planted image almost exactly in rank order
-    best = torch.full((len(rows),), -1.0)
-    for zoom in np.linspace(*ATYPICAL_ZOOM, 7):
-        for dy in np.linspace(-ATYPICAL_SHIFT * 12, ATYPICAL_SHIFT * 12, 5):
-            for dx in np.linspace(-ATYPICAL_SHIFT * 12, ATYPICAL_SHIFT * 12, 5):
-                shift = torch.tensor([[dy, dx]]).expand(len(rows), 2)
-                candidate = zoom_shift(x[idx], torch.full((len(rows),), zoom), shift)
-                ranks = torch.stack([candidate.flatten(1).argsort(1).argsort(1).float(),
-                                     rows.argsort(1).argsort(1).float()], 1)
-                corr = torch.stack([torch.corrcoef(r)[0, 1] for r in ranks])
-                best = torch.maximum(best, corr)
-    assert best.min() > 0.95
+    rng = np.random.default_rng([0, 0x5EED])
+    mask = choose_subset(300, 0.1, rng)
+    assert (mask == planted.mask).all()
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    draws = atypical_draws(len(idx), rng)
+    expected = atypical_corrupt(x[idx], draws, ATYPICAL_STRENGTH, int(rng.integers(2 ** 62)))
+    assert torch.equal(planted.x[idx], expected)
+    torch.testing.assert_close(planted.x[idx].flatten(1).sort(1).values, x[idx].flatten(1).sort(1).values)
+    assert torch.equal(planted.y, y) and torch.equal(planted.x[torch.as_tensor(~mask)], x[torch.as_tensor(~mask)])
+    # the draws: magnitudes within ATYPICAL_DRAW, angle and shear of both signs, shifts within [-1, 1]
+    assert ((draws[:, :3] != 0) & (np.abs(draws[:, :3]) >= ATYPICAL_DRAW[0]) & (np.abs(draws[:, :3]) <= 1)).all()
+    assert (draws[:, 0] > 0).all() and (draws[:, 1] < 0).any() and (draws[:, 1] > 0).any()
+    assert (np.abs(draws[:, 3:]) <= 1).all() and ATYPICAL_STRENGTH * ATYPICAL_ANGLE < 90
+    # the warp is stronger at a larger strength, on the same draws
+    clean = x[idx].flatten(1)
+    far = [float((atypical_corrupt(x[idx], draws, s, 0).flatten(1) - clean).norm(dim=1).mean())
+           for s in (0.0, 0.3, 1.0)]
+    assert far[0] < 1e-4 < far[1] < far[2]
+
+
+def _similarity_predictor(x_clean, y, sensitivity, num_classes):
+    """A clean model whose p_y for pool row r is a known function of how much the input still
+    looks like the clean ``x_clean[r]``: corr^k for a class of sensitivity k > 0, the constant
+    -k for k <= 0; the rest of the mass spread evenly over the other classes."""
+    flat = x_clean.flatten(1)
+
+    def predict(inputs, rows):
+        rows = np.asarray(rows)
+        labels = y[rows].numpy()
+        a, b = inputs.flatten(1).double(), flat[torch.as_tensor(rows)].double()
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        corr = ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).clamp(0, 1).numpy()
+        k = np.asarray(sensitivity, dtype=float)[labels]
+        p_y = np.where(k > 0, corr ** np.where(k > 0, k, 1), -k)
+        probs = np.repeat(((1 - p_y) / (num_classes - 1))[:, None], num_classes, 1)
+        probs[np.arange(len(rows)), labels] = p_y
+        return probs
+    return predict
+
+
+def test_atypical_calibration_brings_each_class_to_the_target_on_other_rows():
+    """Per class the strength at which the clean model's mean p_y is ATYPICAL_TARGET, found on
+    unplanted rows and read on the planted ones; a class already below the target is left as it
+    is, one that never gets there takes the full strength."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.randn(800, 1, 19, 19, generator=g), 4, 1)  # smooth 16 x 16 images
+    y = torch.arange(800) % 4
+    sensitivity = [1.0, 4.0, -0.4, -0.9]  # class 2: p_y 0.4 always (below the target), class 3: 0.9 always
+    predict = _similarity_predictor(x, y, sensitivity, 4)
+    rng = np.random.default_rng(0)
+    strength = calibrate_atypical(x, y, 4, np.sort(rng.permutation(800)[:400]), predict, rng)
+    assert 0 < strength[1] < strength[0] < 1 and strength[2] == 0 and strength[3] == 1
+    planted = plant("atypical", x, y, 4, 0.3, 0, PlantingSources(clean_predict=predict))
+    rows = np.flatnonzero(planted.mask)
+    p_y = predict(planted.x[torch.as_tensor(rows)], rows)[np.arange(len(rows)), y[rows].numpy()]
+    for c in (0, 1):
+        assert abs(p_y[y[rows].numpy() == c].mean() - ATYPICAL_TARGET) < 0.05, (c, p_y[y[rows].numpy() == c].mean())
+    left = torch.as_tensor(rows[y[rows].numpy() == 2])
+    assert torch.allclose(planted.x[left], x[left], atol=1e-5)  # strength 0: nothing valid and harder to plant
+    full = torch.as_tensor(rows[y[rows].numpy() == 3])
+    assert not torch.allclose(planted.x[full], x[full], atol=1e-2)
 
 
 def test_label_instance_takes_each_samples_most_likely_other_class():

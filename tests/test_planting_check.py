@@ -3,6 +3,7 @@
 The reference is a model trained on one half of the train split; the other half is the pool
 the kinds are planted in, so the reference never trained on a pool row (as the K-fold models
 of the detection track never train on the rows they predict)."""
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from bench.data import load_dataset
-from bench.inject import (NEAR_OOD_DROP, Planted, default_sources, most_likely_other,
+from bench.inject import (ATYPICAL_TARGET, NEAR_OOD_DROP, Planted, default_sources, most_likely_other,
                           nearest_other_class, plant)
-from bench.planting_check import ATYPICAL_FLOOR, CRITERIA, check_planted, check_planting
+from bench.planting_check import ATYPICAL_FLOOR, CRITERIA, HARDNESS_DROP, check_planted, check_planting
 from bench.recipes import LENET, RECIPES
 from bench.train import predict_logits, train
 
@@ -62,11 +63,18 @@ def test_every_kind_passes_its_check(reference, kind):
     assert check.holds, check.summary()
     if kind == "near-ood":  # calibrated on other rows, read on the planted ones: close to the target
         assert abs((check.original - check.planted) - NEAR_OOD_DROP) <= 0.1, check.summary()
-    if kind == "atypical":  # every class planted; on all pool rows, every class's point estimate clears the floor
+    if kind in ("label-uniform", "label-pair", "label-instance", "far-ood"):  # far from the originals' p_y
+        assert check.hard, check.summary()
+    if kind == "atypical":
+        # every class planted; on all pool rows (72 to 300 per class, not the 7 to 30 of rate 0.1, where a
+        # class's mean p_y is noisy) it is valid and hard, every class's point estimate clears the floor,
+        # and the calibration (on other draws) brings each class's mean p_y within 0.15 of its target
         assert check.per_class_count.min() > 0
         every = check_planted(predict, kind, plant(kind, x, y, 10, 1.0, 0, sources), x, 10)
         print(name, "all rows:", every.summary())
-        assert every.holds and np.nanmin(every.per_class_planted) >= ATYPICAL_FLOOR + 0.1
+        assert every.holds and every.hard, every.summary()
+        assert np.nanmin(every.per_class_planted) >= ATYPICAL_FLOOR, every.summary()
+        assert np.abs(every.per_class_hardness_planted - ATYPICAL_TARGET).max() < 0.15, every.summary()
 
 
 def test_near_ood_without_a_predictor_uses_the_default_severity_and_still_shifts(reference):
@@ -198,3 +206,77 @@ def test_fold_predictor_reads_each_row_with_the_model_that_held_it_out():
     x = torch.tensor([[10.0], [20.0], [30.0]])
     rows = np.array([5, 0, 4])  # folds 2, 0, 1
     np.testing.assert_array_equal(predict(x, rows), [[12.0, 2.0], [20.0, 0.0], [31.0, 1.0]])
+
+
+# ---- hardness: the clean model's mean p_y, planted against original --------------------------
+def _probabilities(p_y_planted, p_y_original, labels, num_classes=2):
+    """A predictor that gives row r the probability ``p_y_planted[r]`` of ``labels[r]`` on the
+    planted inputs (x[0, 0] == 1) and ``p_y_original[r]`` on the originals (x[0, 0] == 0)."""
+    def table(p_y):
+        p_y = np.asarray(p_y, dtype=float)
+        probs = np.repeat(((1 - p_y) / (num_classes - 1))[:, None], num_classes, 1)
+        probs[np.arange(len(p_y)), labels] = p_y
+        return probs
+    planted, original = table(p_y_planted), table(p_y_original)
+    return lambda x, rows: (planted if x[0, 0] == 1 else original)[rows]
+
+
+def test_hardness_is_not_met_when_the_planted_samples_read_like_the_originals():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    predict = _probabilities([0.9, 0.8, 0.95, 0.85, 0.9, 0.7], [0.9, 0.8, 0.95, 0.85, 0.9, 0.7], y)
+    check = check_planting(predict, "atypical", torch.ones(6, 2), torch.zeros(6, 2), y, y, np.arange(6), 2)
+    assert check.hardness_planted == pytest.approx(check.hardness_original) == pytest.approx(5.1 / 6)
+    assert check.hardness_drop == pytest.approx(0.0) and not check.hard
+    assert "NOT HARD: mean p_y 0.85 planted vs 0.85 original (drop 0.00" in check.summary()
+
+
+def test_hardness_is_met_when_the_planted_samples_lose_the_label_in_every_class():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    predict = _probabilities([0.6, 0.7, 0.5, 0.55, 0.65, 0.6], [0.9, 0.9, 0.9, 0.95, 0.95, 0.95], y)
+    check = check_planting(predict, "atypical", torch.ones(6, 2), torch.zeros(6, 2), y, y, np.arange(6), 2)
+    assert check.hardness_planted == pytest.approx(3.6 / 6) and check.hardness_original == pytest.approx(0.925)
+    np.testing.assert_allclose(check.per_class_hardness_planted, [0.6, 0.6])
+    np.testing.assert_allclose(check.per_class_hardness_drop, [0.3, 0.35])
+    assert check.hard  # p_y 0.33 lower on average, 0.30 and 0.35 in the two classes
+    assert check.summary().endswith("hard: mean p_y 0.60 planted vs 0.93 original (drop 0.33, per class 0.30-0.35; "
+                                    f"needs >= {HARDNESS_DROP:g} overall and per class)")
+
+
+def test_hardness_needs_every_class_not_only_the_mean():
+    """Overall drop 0.30, but class 1 drops only 0.10: not hard. A class without planted samples is not asked."""
+    y = np.array([0, 0, 0, 0, 1, 1])
+    predict = _probabilities([0.5, 0.5, 0.5, 0.5, 0.8, 0.8], [0.9, 0.9, 0.9, 0.9, 0.9, 0.9], y, 3)
+    check = check_planting(predict, "atypical", torch.ones(6, 2), torch.zeros(6, 2), y, y, np.arange(6), 3)
+    assert check.hardness_drop == pytest.approx(0.3) and check.hardness_drop >= HARDNESS_DROP
+    np.testing.assert_allclose(check.per_class_hardness_drop[:2], [0.4, 0.1])
+    assert np.isnan(check.per_class_hardness_drop[2]) and not check.hard
+    predict = _probabilities([0.5, 0.5, 0.5, 0.5, 0.7, 0.7], [0.9, 0.9, 0.9, 0.9, 0.9, 0.9], y, 3)
+    assert check_planting(predict, "atypical", torch.ones(6, 2), torch.zeros(6, 2), y, y, np.arange(6), 3).hard
+
+
+def test_label_kinds_read_the_given_label_on_the_kept_input():
+    """For label kinds p_y planted is the probability of the new label on the (unchanged) input."""
+    y_original, y_label = np.array([0, 1, 2, 0]), np.array([1, 2, 0, 2])
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    check = check_planting(lambda x, rows: probs[rows], "label-uniform", torch.zeros(4, 2), torch.zeros(4, 2),
+                           y_label, y_original, np.arange(4), 3)
+    assert check.hardness_planted == pytest.approx((0.1 + 0.1 + 0.1 + 0.1) / 4)
+    assert check.hardness_original == pytest.approx((0.8 + 0.7 + 0.8 + 0.6) / 4)
+    np.testing.assert_allclose(check.per_class_hardness_original, [0.7, 0.7, 0.8])
+    assert check.hard
+
+
+def test_as_dict_carries_validity_and_hardness_and_is_json_safe():
+    import json
+
+    y = np.array([0, 0, 1, 1])
+    predict = _probabilities([0.6, 0.6, 0.6, 0.6], [0.9, 0.9, 0.9, 0.9], y, 3)
+    out = check_planting(predict, "atypical", torch.ones(4, 2), torch.zeros(4, 2), y, y, np.arange(4), 3).as_dict()
+    for key in ("holds", "hard", "hardness_planted", "hardness_original", "hardness_drop",
+                "per_class_hardness_planted", "per_class_hardness_original", "per_class_hardness_drop"):
+        assert key in out
+    assert out["hard"] is True and out["hardness_drop"] == pytest.approx(0.3)
+    assert out["per_class_hardness_planted"][:2] == pytest.approx([0.6, 0.6])
+    assert math.isnan(out["per_class_hardness_planted"][2])
+    assert all(type(out[k]) is float for k in ("planted", "original", "reference", "hardness_planted"))
+    assert json.loads(json.dumps(out))["per_class_count"] == [2, 2, 0]

@@ -236,7 +236,10 @@ def report(records: list[dict]) -> Report:
         compared, letters, _ = verdict(_rows(ranked), METRIC)
         baseline = np.mean([r["metrics"]["baseline"] for r in cell])
         what = ("real label noise (given label ≠ clean label), observed rate" if kind == REAL else "rate")
-        text = (f"### {kind}, {what} {rate}\n\n{_check_line(cell)}Random AUPRC baseline: {baseline:.3f}. "
+        left_out = unfit(cell)
+        note = (f"**{kind} {rate:g}: {left_out}: nothing to detect; left out of the overall verdicts.**\n\n"
+                if left_out else "")
+        text = (f"### {kind}, {what} {rate}\n\n{_check_line(cell)}{note}Random AUPRC baseline: {baseline:.3f}. "
                 "Means ± 95% CI over estimation seeds (one seed: no interval); planted samples are the positives. "
                 "*AUPRC vs best*: the paired difference to the best method over seeds, with its Holm-corrected "
                 "p-value; methods sharing a *group* letter are not significantly different (where the tests "
@@ -303,18 +306,28 @@ def _heatmap(matrix: np.ndarray, methods: list[str], types: list[str]):
     return fig
 
 
-def _not_hard(records: list[dict]) -> str | None:
-    """Why planted samples of these records are not counted as hard (``bench.planting_check``'s
-    hardness: a clean model's p_y on them at least 0.15 below the originals', overall and per
-    class), or None where every seed's check says they are."""
-    checks = [r.get("planting_check") for r in records if r["config"]["type"] != REAL]
+def unfit(cell: list[dict]) -> str | None:
+    """Why the planted samples of one (type, rate) cell give the verdicts nothing to rank, or None:
+    the planting check (``bench.planting_check``) finds them not valid, or not hard (a clean
+    model's p_y on them less than 0.15 below the originals', overall or in some class), on some
+    seed, or did not measure their hardness. Real noise is not planted: never unfit."""
+    checks = [r.get("planting_check") for r in cell if r["config"]["type"] != REAL]
     if not checks:
         return None
     if any(c is None or "hard" not in c for c in checks):
-        return "their hardness was not measured"
+        return "hardness not measured"
+    if not all(c["holds"] for c in checks):
+        return "not valid on some seed"
     if not all(c["hard"] for c in checks):
-        return "the planting check finds them not hard on some seed"
+        return "not hard on some seed"
     return None
+
+
+def _fit_cells(records: list[dict]) -> tuple[list[dict], dict[tuple, str]]:
+    """The records of cells fit to rank, and the unfit cells with why."""
+    cells = group(records, "config.type", "config.rate")
+    why = {key: reason for key, cell in cells.items() if (reason := unfit(cell))}
+    return [r for key, cell in cells.items() if key not in why for r in cell], why
 
 
 def _question_records(records: list[dict]) -> dict[str, list[dict]]:
@@ -328,15 +341,25 @@ def _question_records(records: list[dict]) -> dict[str, list[dict]]:
 
 
 def unanswered(records: list[dict]) -> dict[str, str]:
-    """The questions whose planted samples are not hard (nothing to detect), with why."""
-    return {q: why for q, ranked in _question_records(records).items() if (why := _not_hard(ranked))}
+    """The questions none of whose cells is fit to rank (``unfit``), with why."""
+    out = {}
+    for question, ranked in _question_records(records).items():
+        fit, why = _fit_cells(ranked)
+        if not fit:
+            out[question] = "; ".join(f"{t} {rate:g}: {reason}" for (t, rate), reason in sorted(why.items()))
+    return out
 
 
 def verdict_rows(records: list[dict]) -> dict[str, list]:
     """Per question the board answers, the rows its verdict ranks: (method, (type, rate), seed,
-    AUPRC) of the ranked methods; a question whose planted samples are not hard is left out."""
-    skip = unanswered(records)
-    return {q: _rows(ranked) for q, ranked in _question_records(records).items() if q not in skip}
+    AUPRC) of the ranked methods, over the cells fit to rank (``unfit``): planted samples that
+    are not valid or not hard give nothing to detect."""
+    rows = {}
+    for question, ranked in _question_records(records).items():
+        fit, _ = _fit_cells(ranked)
+        if fit:
+            rows[question] = _rows(fit)
+    return rows
 
 
 def _overall(records: list[dict]) -> tuple[str, dict[str, float], dict, dict]:
@@ -346,9 +369,9 @@ def _overall(records: list[dict]) -> tuple[str, dict[str, float], dict, dict]:
     pairs, Holm-corrected; group letters; a critical-difference diagram."""
     texts, ranks, verdicts, plots = ["### Overall, per question"], {}, {}, {}
     for question, why in unanswered(records).items():
-        texts.append(f"#### {question}\n\n**{question}: not hard, nothing to detect** ({why}); this board does not "
-                     "answer the question.")
-    by_question = _question_records(records)
+        texts.append(f"#### {question}\n\n**{question}: nothing to detect** (the planting check: {why}); this board "
+                     "does not answer the question.")
+    by_question = {q: _fit_cells(ranked)[0] for q, ranked in _question_records(records).items()}
     for question, question_rows in verdict_rows(records).items():
         ranked = by_question[question]
         costs = mean_costs(ranked)
