@@ -10,8 +10,9 @@ Measured on this setting (mean AUROC over the two seeds) when the allow-list was
 variability 0.08 and dataiq_aleatoric 0.36 (ambiguity, not hardness; clean eval pass), vog 0.27,
 prediction_depth 0.54, iteration_learned 0.54, random 0.48; every other method 0.73
 (curvature_hvp; energy 0.81, max_logit 0.82, msp 0.85, curvature 0.93) to 1.0. Added later:
-msp_ens (0.86) and aum_ens (1.00), as measured on the 3-seed digits board. The run takes about a
-minute on one CPU thread.
+msp_ens (0.86) and aum_ens (1.00), as measured on the 3-seed digits board; allsh (0.75), conf_agree
+(0.85) and detector (1.00; trained on moons, so on digits it measures transfer), on this setting.
+The run takes about a minute on one CPU thread.
 
 The digits recipe does not fit the planted labels: at the last epoch the network
 predicts the planted label for about 6% of the relabelled samples, and predicts their
@@ -69,7 +70,8 @@ EXPECTED = {
 }
 
 #: never read a sample's own label (prediction_depth reads the labels of its neighbours)
-OWN_LABEL_BLIND = {"max_logit", "msp", "msp_ens", "energy", "curvature_hvp", "prediction_depth", "iteration_learned", "random"}
+OWN_LABEL_BLIND = {"max_logit", "msp", "msp_ens", "energy", "curvature_hvp", "prediction_depth", "iteration_learned", "random",
+                   "allsh", "conf_agree"}
 #: never read any label (curvature_hvp: the network is ReLU, whose logits have zero input Hessian; the
 #: finite differences of ``curvature`` cross its kinks and do read the label)
 LABEL_FREE = OWN_LABEL_BLIND - {"prediction_depth"}
