@@ -1,4 +1,4 @@
-"""Tracks: each module has ``NAME``, ``Settings``, ``plan``, ``run`` and ``report``
+"""Tracks: each module has ``NAME``, ``Settings``, ``plan``, ``run``, ``report``, ``METRIC`` and ``verdict_rows``
 (see ``bench.tracks.base``). Adding a track: write such a module and list it in ``TRACKS``.
 """
 from __future__ import annotations

@@ -8,7 +8,10 @@ A track is a module with:
   (config, method, seed) units; a unit's config holds every setting that affects it;
 - ``run(engine, settings, todo)``: computes the units in ``todo`` (the engine's
   ``run_track`` passes only those without a current record: one path skips finished work);
-- ``report(records) -> Report``: the leaderboard body, from the records alone.
+- ``report(records) -> Report``: the leaderboard body, from the records alone;
+- ``METRIC`` (a ``Metric``: its name, orientation, practical margin and control) and
+  ``verdict_rows(records) -> {question: rows}``: what each of its verdicts ranks, the one
+  source the board, ``bench compare`` and the overview read.
 """
 from __future__ import annotations
 
