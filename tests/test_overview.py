@@ -59,3 +59,11 @@ def test_one_seed_is_not_counted_and_leaves_the_question_unanswered():
     single = _board("e/detection", FIELD, seeds=1)
     assert not_counted(single["verdict"]) == "1 seed"
     assert _answer([single])[1] == "**unanswered**: no counted board"
+
+
+def test_every_track_declares_what_its_verdicts_rank():
+    from bench.tracks import TRACKS
+
+    for name, track in TRACKS.items():
+        assert isinstance(track.METRIC, Metric) and track.METRIC.delta > 0 and track.METRIC.control == "random", name
+        assert callable(track.verdict_rows), name
