@@ -15,7 +15,6 @@ beside the leaderboards folder that has the generated blocks
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from pathlib import Path
@@ -72,13 +71,12 @@ def _pools_text(board: dict, records: list[dict]) -> str:
     """How many samples the board's records scored, how many test samples were held out and, for
     planted cells, how many were planted in each."""
     sizes = board["pool_sizes"]
-    pools = {str(r.get("pool") or r["config"].get("pool") or "") for r in records}
-    pooled = any(p.startswith("pooled") for p in pools)
-    parts = [f"{sizes['pooled']:,} samples scored (train and test splits together)" if pooled and
-             not any(p and not p.startswith("pooled") for p in pools) else
-             f"{sizes['train']:,} training samples scored"
-             + (f" (a stratified subset of {sizes['train_whole']:,})" if sizes["train"] < sizes["train_whole"] else ""),
-             f"test split {sizes['test']:,} samples" + ("" if pooled else " (held out)")]
+    pools = {r.get("pool") or r["config"].get("pool") for r in records} - {None}
+    if pools and all(p.startswith("pooled") for p in pools):  # split, pathways, meta: train and test merged
+        parts = [f"{sizes['pooled']:,} samples scored (train and test splits together)"]
+    else:
+        subset = f" (a stratified subset of {sizes['train_whole']:,})" if sizes["train"] < sizes["train_whole"] else ""
+        parts = [f"{sizes['train']:,} training samples scored{subset}", f"test split {sizes['test']:,} samples held out"]
     planted = {}
     for r in records:
         if "baseline" in r.get("metrics", {}) and "type" in r["config"]:

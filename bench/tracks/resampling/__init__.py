@@ -51,5 +51,5 @@ from .settings import NAME, Settings, configs, options, plan, setting
 from .study import METRICS, class_metrics, run, training_set
 from .tests import DEGENERATE_SHARE, compare, relative_change
 
-__all__ = ["NAME", "Settings", "plan", "run", "report", "METRICS", "DEGENERATE_SHARE", "class_metrics", "compare",
+__all__ = ["NAME", "Settings", "plan", "run", "report", "METRIC", "verdict_rows", "METRICS", "DEGENERATE_SHARE", "class_metrics", "compare",
            "configs", "degenerate_sizes", "findings", "options", "relative_change", "setting", "training_set"]
