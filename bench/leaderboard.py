@@ -24,6 +24,7 @@ from tabulate import tabulate
 
 from . import registry
 from .provenance import provenance
+from .release import release_path, released_pool, write_release
 from .scoring import record_fingerprint
 from .store import atomic_write, read_json, read_or_none, write_json
 from .tracks import TRACKS
@@ -280,12 +281,17 @@ def write_leaderboards(store, out_dir: str | Path = "leaderboards", readme: bool
         missing = sum(r is None for r in loaded)
         if missing:
             body += f"\n\n{missing} of the {len(loaded)} planned records are missing (rerun the command to complete)."
+        if released_pool(board, records):
+            body += (f"\n\nPer-sample scores of every method, in the dataset's order: [{release_path(path).name}]"
+                     f"({release_path(path).name}) (`bench.load_scores(\"{path.with_suffix('')}\")`).")
         title = f"{board['label']} — {board['track']}"
         quality = estimation_quality(scope)
         _write_text(path, _header(title, board, records, quality) + "\n" + body + "\n")
         for file_name, figure in plots.items():
             _save_figure(figure, path.parent / file_name)
         written.append(path)
+        if released_pool(board, records) and write_release(scope, board, records, release_path(path)):
+            written.append(release_path(path))
         write_json(path.with_suffix(".ranks.json"), {"board": f"{board['label']}/{path.stem}",
                                                      "track": board["track"], "ranks": ranks, "verdicts": verdicts,
                                                      "recipe": board["recipe"],

@@ -336,3 +336,30 @@ def test_export_scores_uses_npz_for_large_pools(tmp_path, monkeypatch, oracle_re
     arrays = np.load(npz)
     assert arrays["method"].tolist() == ["random"] and arrays["seed"].tolist() == [0]
     assert np.allclose(arrays["scores"][0], result.scores) and np.allclose(arrays["natural"][0], result.natural)
+
+
+def test_a_board_on_a_whole_unplanted_train_split_releases_its_per_sample_scores(tmp_path):
+    import bench
+    from bench.cli import main
+
+    data = _noisy_npz(tmp_path / "noisy.npz", n=300)
+    boards = tmp_path / "lb"
+    assert main(["run", "--dataset", f"npz:{data}", "--methods", "loss,random", "--seeds", "2", "--epochs", "2",
+                 "--tracks", "detection,reference", "--option", "detection.types=real", "--threads", "1", "--quiet",
+                 "--results", str(tmp_path / "res"), "--leaderboards", str(boards)]) == 0
+    (detection_board,) = boards.glob("*/detection*.md")
+    scores = bench.load_scores(detection_board)
+    assert list(scores.columns) == ["loss", "random"] and scores.index.name == "sample"
+    stored = sorted((tmp_path / "res").glob("*/*/scores/train-*/loss/seed*.npz"))
+    loss = [np.load(path)["scores"] for path in stored]
+    assert len(loss) == 2 and len(scores) == len(loss[0])
+    np.testing.assert_allclose(scores["loss"], np.mean(loss, axis=0), rtol=1e-6)  # loss: higher = harder, as stored
+    assert f"({detection_board.stem}.scores.npz)" in detection_board.read_text()
+    assert (detection_board.parent / "reference-seeds2.scores.npz").exists()
+
+
+def test_load_scores_of_a_board_without_a_release_names_the_file(tmp_path):
+    import bench
+
+    with pytest.raises(FileNotFoundError, match=r"expected .*detection\.scores\.npz"):
+        bench.load_scores(tmp_path / "detection.md")
