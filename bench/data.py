@@ -5,6 +5,9 @@ per-channel mean and std of its train split, and whose labels are int64 in
 ``0..C-1``. Names:
 
 - ``digits``: scikit-learn's bundled 8x8 digits, stratified 80/20 split (seed 0).
+- ``breast-cancer``: scikit-learn's bundled Wisconsin diagnostic breast cancer table (569 x 30
+  features, 2 classes: 0 malignant, 1 benign), stratified 80/20 split (seed 0), each feature
+  normalised: the tabular set of the detection track (H-CAT's tabular ``atypical``).
 - ``blobs``, ``moons``, ``spirals``, ``spirals3`` (3 arms), ``blobs2d``: synthetic sets generated from a seed.
 - ``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``, ``cifar100``: torchvision
   datasets read from ``data_root`` (downloaded only when ``download=True``).
@@ -166,6 +169,15 @@ def load_digits_dataset() -> Dataset:
     x = bunch.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
     x_tr, x_te, y_tr, y_te = _stratified_split(x, bunch.target)
     return _normalised("digits", x_tr, y_tr, x_te, y_te, 10)
+
+
+def load_breast_cancer_dataset() -> Dataset:
+    """scikit-learn's bundled breast cancer table: 569 rows, 30 real features, 2 classes."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    x_tr, x_te, y_tr, y_te = _stratified_split(bunch.data.astype(np.float32), bunch.target)
+    return _normalised("breast-cancer", x_tr, y_tr, x_te, y_te, 2)
 
 
 def make_blobs(n: int = 2000, dim: int = 10, classes: int = 5, overlap: float = 0.5, seed: int = 0) -> Dataset:
@@ -375,7 +387,8 @@ def with_cscores(data: Dataset, data_root: str | Path) -> Dataset:
 
 SYNTHETIC = {"blobs": make_blobs, "moons": make_moons, "spirals": make_spirals, "blobs2d": make_blobs2d,
              "spirals3": lambda: replace(make_spirals(arms=3), name="spirals3")}  # 3 arms, the SkelEx paper's task
-DATASET_NAMES = ["digits", *SYNTHETIC, *_TORCHVISION, *CIFAR_N, cifar_jpeg.NAME, "npz:PATH"]
+TABULAR = {"breast-cancer": load_breast_cancer_dataset}  # bundled with scikit-learn: no download
+DATASET_NAMES = ["digits", *TABULAR, *SYNTHETIC, *_TORCHVISION, *CIFAR_N, cifar_jpeg.NAME, "npz:PATH"]
 
 
 def load_dataset(name: str, data_root: str | Path = "data", download: bool = False, subset: int | None = None,
@@ -388,6 +401,8 @@ def load_dataset(name: str, data_root: str | Path = "data", download: bool = Fal
         raise UnknownName("dataset with a noise option", name, [*CIFAR_N, cifar_jpeg.NAME])
     if name == "digits":
         data = load_digits_dataset()
+    elif name in TABULAR:
+        data = TABULAR[name]()
     elif name in SYNTHETIC:
         data = SYNTHETIC[name]()
     elif name in _TORCHVISION:

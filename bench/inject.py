@@ -14,6 +14,11 @@ type's check must show is in ``bench.planting_check``):
   class for that very sample under a clean model that never trained on it
   (``PlantingSources.clean_predict``); without one, the class whose clean-pool mean is
   nearest to the sample in input space among the other classes (``nearest_other_class``).
+- ``label-adjacent``: the label moves to a neighbouring class, y + 1 or y - 1 modulo C with
+  probability 1/2 each (one fair draw per sample): the H-CAT benchmark's adjacent noise
+  (Seedat et al. 2024, ``adjacent_mislabeling``). Why: H-CAT has it; on ordered labels (ages,
+  grades, severities) a neighbour is the mistake an annotator makes. On digits and MNIST the
+  neighbours of a class are arbitrary, so it reads like uniform noise restricted to two targets.
 - ``near-ood``: a covariate shift (images: Gaussian blur with sigma ``NEAR_OOD_BLUR`` x H / 28
   pixels, then Gaussian noise; vectors: the noise only) whose severity, the noise std in
   units of the pool's per-channel std, is calibrated per dataset so that a clean model's
@@ -23,6 +28,33 @@ type's check must show is in ``bench.planting_check``):
 - ``far-ood``: the input is replaced by a sample of another dataset
   (``PlantingSources.far_ood``, see ``default_sources``), shaped and standardised like
   the pool, then value-matched; label kept.
+- ``domain-shift``: a change of style that keeps the class (H-CAT's domain shift, its cartoon
+  filter; without OpenCV or AugLy). Images: ``cartoon``: an edge-preserving median smoothing
+  (window ``DOMAIN_MEDIAN`` x H / 28 pixels, odd, at least 5: 5 on 8 x 8, 13 on 28 x 28) with
+  dark outlines (the image's minimum where the smoothed image's Sobel gradient is at least
+  ``DOMAIN_EDGE`` of its largest); the original and the style are blended in *rank* with a
+  strength s in [0, 1] (``domain_corrupt``), then value-matched. Posterised flat tones, the
+  third part of a cartoon filter, are left out: a few distinct values per image are a value
+  artefact, and value matching turns them into random speckle (the digits' accuracy fell to
+  19% from speckle, not from style). Vectors (an analogue, so that every kind runs on every
+  data set): each feature rounded to ``DOMAIN_LEVELS`` levels of its pool range, blended in
+  value. s is calibrated per class (``calibrate_domain_shift``, on up to
+  ``ATYPICAL_CALIBRATION_ROWS`` unplanted rows a class) so that the clean accuracy of each
+  class falls by near-ood's target (``near_ood_target_drop``): per class because one style
+  reads differently by class (a smoothed 4 is still a 4 to LeNet, a smoothed 5 is not);
+  without a predictor s = ``DOMAIN_STRENGTH`` (the full style). Label kept. A covariate shift
+  of a known kind, so it belongs to the out-of-distribution question beside near-ood.
+- ``crop-shift``: a translation with cropping and padding, no zoom (H-CAT's crop shift: 10 of
+  28 pixels to the right). Images: moved by whole pixels (``translate``), a length of u x the
+  image's size, u uniform in ``CROP_SHIFT`` (0.20-0.35), in a uniformly random direction
+  (``crop_shift_offsets``), the pixels that enter taking the image's minimum, then
+  value-matched. Vectors (an analogue): the point moved by u x the pool's range of each
+  feature along a random unit direction, then ``restandardise``. Label kept. Not calibrated:
+  at H-CAT's size a clean model without translation augmentation reads the moved samples at
+  about chance (digits 8-13%, MNIST 8-11%), so they are no rare valid members of their
+  class (H-CAT files crop shift under atypical) but out of what the model learned: the
+  out-of-distribution question, with the check that the accuracy drops by at least half
+  near-ood's target.
 - ``atypical``: a rare but valid member of the sample's own class, label correct, and *hard*:
   harder for a clean model than the originals (``bench.planting_check``: the mean probability
   of the label drops by at least 0.15, overall and in every class). Images: the sample warped
@@ -48,13 +80,23 @@ type's check must show is in ``bench.planting_check``):
   calibration to a level (0.50-0.55) was valid and hard on both digits and MNIST. On Fashion-MNIST no variant is
   both: the clean model reads the shirt originals at 35-47% (p_y 0.36), below the validity
   floor before anything is planted.
-  Vectors: a draw from the tail of the diagonal Gaussian fitted to the class: along the
-  best of ``ATYPICAL_DIRECTIONS`` uniformly random directions, at the largest Mahalanobis
-  radius up to ``sqrt(chi2_D.ppf(ATYPICAL_TAIL))`` whose whole path from the class mean the
-  classifier of the fitted Gaussians still assigns to the class (``atypical_reach``): far
-  in the class's tail, never in another class's region. Not hard: far from every other class
-  too, a clean model reads them about as surely as the originals or more (``blobs``: mean p_y
-  0.83 planted vs 0.73, accuracy 90% vs 79%, so not even valid; ``moons``: a p_y drop of 0.12).
+  Vectors (tabular data): H-CAT's marginal atypicality: k features of the sample, chosen at
+  random, each set to a value drawn uniformly from the pool's ``ATYPICAL_TAIL_SHARE`` (1%)
+  tail of that feature's marginal (``marginal_tails``; H-CAT: ``int(0.01 * N)`` values, one
+  named feature, upper tail only). The tail is the one rare *for the sample's class*
+  (``rare_tail``: the tail fewer of the class's own values reach), not only for the data set:
+  H-CAT's upper tail of a size feature is the common case of the malignant class, so it made
+  malignant samples no harder (breast cancer: p_y drop -0.03 to -0.10 in that class). k is
+  calibrated per class like the images' strength (``calibrate_tail_features``: the count,
+  among the two bracketing ``ATYPICAL_TARGET``, whose clean mean p_y is nearer it); without a
+  predictor k = ``ATYPICAL_FEATURES`` (1, as H-CAT). Not value-matched: the extreme value of
+  a feature *is* the atypicality, and it is a value the data set holds, not an artefact.
+  Valid and hard on ``breast-cancer`` (docs/protocol.md has the numbers); not valid on the
+  synthetic sets, where a feature's 1% tail lies in another class's region (``blobs``,
+  ``moons``: the clean accuracy on the planted samples falls to 3-42% with a single feature).
+  It replaces a tail draw of the class's fitted Gaussian, which was not hard: far from every
+  class, a clean model read the draws as surely as the originals or more (``blobs``: p_y
+  0.83 planted vs 0.73; ``moons``: a p_y drop of 0.12).
 
 Value matching (``restandardise``) removes what a look at pixel values alone would
 give away: each corrupted sample's values (per channel for images) are replaced, in
@@ -63,7 +105,8 @@ The planted sample keeps the corruption's spatial pattern, and exactly the value
 multiset of a clean sample: its minimum, maximum, mean, std and norm are those of the
 sample it replaced, so no statistic of values alone, one- or two-sided, can single it
 out. Vectors with D >= 3 features are matched the same way; with D <= 2 matching
-would undo the corruption, so 2-D points are left as they are.
+would undo the corruption, so 2-D points are left as they are. Vector ``atypical`` is not
+matched (its extreme feature values are the kind itself, see above).
 """
 from __future__ import annotations
 
@@ -94,9 +137,15 @@ ATYPICAL_TARGET = 0.55  # the clean model's mean p_y on a class's atypical image
 ATYPICAL_STRENGTH = 0.6  # strength without a clean predictor (the calibrated ones: about 0.3-1, MNIST 0.4-0.75)
 ATYPICAL_CALIBRATION_ROWS = 200  # unplanted rows per class the calibration measures p_y on
 ATYPICAL_STEPS = 10  # bisection steps of the per-class strength in [0, 1]
-ATYPICAL_TAIL = 0.999  # vector atypical draws sit at most at this quantile of the class's Mahalanobis radius
-ATYPICAL_DIRECTIONS = 16  # ... along the best of this many random directions
-ATYPICAL_RADII = 64  # ... on a grid of this many radii
+ATYPICAL_TAIL_SHARE = 0.01  # vectors: a tail value is one of a feature's lowest or highest 1% of pool values
+ATYPICAL_FEATURES = 1  # vectors without a predictor: the features set to a tail value per sample (H-CAT: one)
+DOMAIN_MEDIAN = 13  # domain-shift images: median window in pixels of a 28-pixel-high image (odd, at least 5)
+DOMAIN_LEVELS = 4  # ... vectors: each feature rounded to this many levels of its pool range
+DOMAIN_EDGE = 0.1  # ... images: dark outlines where the gradient magnitude is at least this share of the image's largest
+DOMAIN_TIES = 1e-4  # ... ties of the style broken by this multiple of a wide blur (below any gap between values)
+DOMAIN_STRENGTH = 1.0  # strength (the blend towards the style) without a clean predictor: the full style
+DOMAIN_STEPS = 10  # bisection steps of the calibrated strength in [0, 1]
+CROP_SHIFT = (0.2, 0.35)  # crop-shift: the shift's length as a share of the image's size, uniform per sample
 
 
 @dataclass(frozen=True)
@@ -262,6 +311,18 @@ def label_instance(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Te
     return x, y
 
 
+@planter("label-adjacent")
+def label_adjacent(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each planted label to a neighbouring class, y + 1 or y - 1 modulo C, each with
+    probability 1/2 (one fair draw per sample): the H-CAT benchmark's adjacent noise matrix
+    (``adjacent_mislabeling``). With two classes both neighbours are the other class."""
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    steps = rng.choice(np.array([-1, 1]), size=len(idx))
+    y = y.clone()
+    y[idx] = (y[idx] + torch.as_tensor(steps, dtype=y.dtype)) % num_classes
+    return x, y
+
+
 # ---- value matching -------------------------------------------------------------------
 def match_values(x_new: torch.Tensor, x_old: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each row of ``x_new`` (per channel for images) takes, in the order of its own values, the
@@ -356,12 +417,19 @@ def calibrate_near_ood(x: torch.Tensor, y: torch.Tensor, num_classes: int, rows:
         inputs = clean if severity is None else near_ood_corrupt(clean, spread, severity, noise, seed)
         return float((np.asarray(predict(inputs, rows)).argmax(1) == labels).mean())
 
+    return _bisect_drop(accuracy, num_classes, NEAR_OOD_MAX_NOISE, NEAR_OOD_STEPS)
+
+
+def _bisect_drop(accuracy: Callable[[float | None], float], num_classes: int, top: float, steps: int) -> float:
+    """The severity in [0, ``top``] at which ``accuracy(severity)`` (``accuracy(None)``: on the
+    clean inputs) is the clean accuracy minus ``near_ood_target_drop``: bisection in ``steps``
+    steps, accuracy falling with severity; ``top`` where it never falls that far."""
     base = accuracy(None)
     target = base - near_ood_target_drop(base, num_classes)
-    lo, hi = 0.0, NEAR_OOD_MAX_NOISE
+    lo, hi = 0.0, top
     if accuracy(hi) > target:
         return hi
-    for _ in range(NEAR_OOD_STEPS):
+    for _ in range(steps):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if accuracy(mid) > target else (lo, mid)
     return (lo + hi) / 2
@@ -398,6 +466,185 @@ def far_ood(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, t
     if tuple(rows.shape) != (len(idx), *x.shape[1:]):
         raise ValueError(f"far-ood source gave shape {tuple(rows.shape)}, expected {(len(idx), *x.shape[1:])}")
     return _replace_rows(x, idx, restandardise(rows, x[idx], _torch_generator(rng))), y
+
+
+# ---- domain shift: a cartoon-like style ----------------------------------------------------
+def _median_window(height: int) -> int:
+    """The median window of ``cartoon``: ``DOMAIN_MEDIAN`` pixels per 28 of height, odd, at least 5."""
+    return max(5, 2 * int(round((DOMAIN_MEDIAN * height / 28 - 1) / 2)) + 1)
+
+
+def median_filter(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``size`` x ``size`` median (odd ``size``) of each channel of (N, C, H, W) images, mirror
+    padding (the border pixel not repeated; replicate where the image is too small to mirror)."""
+    n, channels, h, w = rows.shape
+    pad = size // 2
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    flat = rows.float().reshape(n * channels, 1, h, w)
+    out = torch.empty_like(flat)
+    for start in range(0, len(flat), 256):  # the unfolded windows of 256 images at a time
+        chunk = F.pad(flat[start:start + 256], (pad, pad, pad, pad), mode=mode)
+        out[start:start + 256] = F.unfold(chunk, size).median(dim=1).values.view(-1, 1, h, w)
+    return out.view(n, channels, h, w)
+
+
+def sobel_magnitude(rows: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) gradient magnitude of the channel mean of (N, C, H, W) images: the 3 x 3 Sobel
+    kernels (divided by 8, so a unit step between columns reads 0.5 on both sides of the step),
+    replicate padding."""
+    grey = rows.float().mean(1, keepdim=True)
+    kernel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
+    padded = F.pad(grey, (1, 1, 1, 1), mode="replicate")
+    return torch.hypot(F.conv2d(padded, kernel.view(1, 1, 3, 3)), F.conv2d(padded, kernel.T.reshape(1, 1, 3, 3)))
+
+
+def posterise(values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, levels: int) -> torch.Tensor:
+    """``values`` rounded to ``levels`` evenly spaced levels from ``lo`` to ``hi`` (broadcast)."""
+    steps = levels - 1
+    return lo + torch.round((values - lo) / (hi - lo).clamp_min(1e-12) * steps) / steps * (hi - lo)
+
+
+def cartoon(rows: torch.Tensor) -> torch.Tensor:
+    """The cartoon style of (N, C, H, W) images: an edge-preserving smoothing (``median_filter``,
+    window ``_median_window(H)``: 5 on 8 x 8, 13 on 28 x 28) with dark outlines (the channel's
+    minimum wherever the smoothed image's ``sobel_magnitude`` is at least ``DOMAIN_EDGE`` of the
+    image's largest); ties broken by ``DOMAIN_TIES`` x a wide Gaussian blur (sigma H / 14) of the
+    smoothed image. The H-CAT benchmark's cartoon filter (OpenCV: median blur, adaptive threshold
+    edges, bilateral filter) in torch. No posterised flat tones: a handful of values per image
+    is a value artefact, and value matching would break their ties at random (speckle)."""
+    smooth = median_filter(rows, _median_window(rows.shape[-2]))
+    lo = smooth.amin((2, 3), keepdim=True)
+    edge = sobel_magnitude(smooth)
+    outline = (edge > 0) & (edge >= DOMAIN_EDGE * edge.amax((2, 3), keepdim=True))
+    ink = torch.where(outline, lo, smooth)
+    # ties (the outlines, a flat background) ordered by a wide blur of the smoothed image, not at random:
+    # value matching then gives the values the style has no room for to the pixels nearest the shape
+    return ink + DOMAIN_TIES * gaussian_blur(smooth, rows.shape[-2] / 14)
+
+
+def domain_style(rows: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """The domain-shift style of ``rows``: images ``cartoon``; vectors each feature posterised to
+    ``DOMAIN_LEVELS`` levels over the ``pool``'s range of that feature (a coarser instrument)."""
+    if rows.ndim == 4:
+        return cartoon(rows)
+    if rows.ndim != 2:
+        raise ValueError(f"domain-shift supports (N, C, H, W) images and (N, D) vectors; got shape {tuple(rows.shape)}")
+    return posterise(rows.float(), pool.float().amin(0), pool.float().amax(0), DOMAIN_LEVELS)
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    """The rank of each value within its image channel (images) or row (vectors), as a share
+    in [0, 1]: tied values share their mean rank."""
+    groups = x.shape[1] if x.ndim == 4 else 1
+    flat = x.reshape(len(x), groups, -1).float().contiguous()
+    ordered = flat.sort(dim=-1).values
+    first = torch.searchsorted(ordered, flat, right=False)
+    last = torch.searchsorted(ordered, flat, right=True) - 1
+    return ((first + last).float() / 2 / max(1, flat.shape[-1] - 1)).reshape(x.shape)
+
+
+def domain_corrupt(rows: torch.Tensor, styled: torch.Tensor, strength, seed: int) -> torch.Tensor:
+    """The domain shift of clean ``rows`` at ``strength`` s in [0, 1] (one per row, or one for all),
+    towards their ``styled`` version (``domain_style``), value-matched to ``rows`` (ties ordered by ``seed``). Images blend
+    *ranks*, (1 - s) x rank(rows) + s x rank(styled) per channel: value matching keeps only the
+    order of the pixels, so a blend of values would keep the original's order wherever the style
+    is flat (its outlines, its background) until s = 1; ranks move continuously. Vectors blend
+    values, (1 - s) x rows + s x styled."""
+    s = torch.as_tensor(np.broadcast_to(np.asarray(strength, dtype=np.float32), (len(rows),)).copy())
+    s = s.view(-1, *([1] * (rows.ndim - 1)))
+    if rows.ndim == 4:
+        blend = (1 - s) * _ranks(rows) + s * _ranks(styled)
+    else:
+        blend = (1 - s) * rows.float() + s * styled.float()
+    return restandardise(blend, rows, torch.Generator().manual_seed(seed))
+
+
+def calibrate_domain_shift(x: torch.Tensor, y: torch.Tensor, num_classes: int, rows: np.ndarray,
+                           predict: Callable[[torch.Tensor, np.ndarray], np.ndarray],
+                           rng: np.random.Generator) -> np.ndarray:
+    """(C,) the domain-shift strength of each class: bisection (``DOMAIN_STEPS`` steps over [0, 1],
+    all classes at once) for the strength at which the clean model's accuracy on the shifted
+    ``rows`` of the class is its accuracy on them clean minus ``near_ood_target_drop`` (near-ood's
+    target, per class: one style reads differently by class, a 4 smoothed is still a 4, a 5 is
+    not). 0 for a class already at or below its target, 1 (the full style) for one that never
+    falls that far, ``DOMAIN_STRENGTH`` for one without rows."""
+    clean = x[torch.as_tensor(rows)]
+    labels = y[torch.as_tensor(rows)].numpy()
+    styled = domain_style(clean, x)
+    seed = int(rng.integers(2 ** 62))
+    count = np.bincount(labels, minlength=num_classes)
+
+    def accuracy(strength: np.ndarray) -> np.ndarray:
+        inputs = domain_corrupt(clean, styled, strength[labels], seed) if strength.any() else clean
+        hits = np.asarray(predict(inputs, rows)).argmax(1) == labels
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(labels, weights=hits.astype(float), minlength=num_classes) / count
+
+    def target(base: np.ndarray) -> np.ndarray:
+        return np.array([b - near_ood_target_drop(b, num_classes) if np.isfinite(b) else np.nan for b in base])
+
+    strength = _bisect_per_class(accuracy, num_classes, target, DOMAIN_STEPS)
+    return np.where(count > 0, strength, DOMAIN_STRENGTH)
+
+
+@planter("domain-shift")
+def domain_shift(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``domain_corrupt`` (the ``domain_style``: images a cartoon) at the strength
+    ``calibrate_domain_shift`` finds for the sample's class with ``sources.clean_predict``, or
+    ``DOMAIN_STRENGTH`` without one; labels kept."""
+    strength = np.full(num_classes, DOMAIN_STRENGTH)
+    if sources is not None and sources.clean_predict is not None:
+        calibration = _atypical_calibration_rows(y.numpy(), mask, num_classes, rng)
+        strength = calibrate_domain_shift(x, y, num_classes, calibration, sources.clean_predict, rng)
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    rows = domain_corrupt(x[idx], domain_style(x[idx], x), strength[y[idx].numpy()], int(rng.integers(2 ** 62)))
+    return _replace_rows(x, idx, rows), y
+
+
+# ---- crop shift: a translation with padding ---------------------------------------------------
+def translate(rows: torch.Tensor, shift) -> torch.Tensor:
+    """Each (C, H, W) image moved by whole pixels, ``shift[i] = (dy, dx)`` (down, right): output
+    pixel p shows input pixel p - shift; what comes from outside the frame takes the image's
+    minimum (its background), what leaves it is cropped. No zoom, no interpolation."""
+    n, channels, h, w = rows.shape
+    shift = torch.as_tensor(np.asarray(shift), dtype=torch.int64).view(n, 2)
+    source_row = torch.arange(h).view(1, h, 1) - shift[:, 0].view(n, 1, 1)
+    source_col = torch.arange(w).view(1, 1, w) - shift[:, 1].view(n, 1, 1)
+    inside = (source_row >= 0) & (source_row < h) & (source_col >= 0) & (source_col < w)
+    index = (source_row.clamp(0, h - 1) * w + source_col.clamp(0, w - 1)).view(n, 1, h * w).expand(n, channels, -1)
+    moved = rows.flatten(2).gather(2, index).view(n, channels, h, w)
+    background = rows.flatten(1).amin(1).view(n, 1, 1, 1)
+    return torch.where(inside.unsqueeze(1), moved, background)
+
+
+def crop_shift_offsets(m: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """(m, 2) whole-pixel shifts (dy, dx): a length of u x the image's size, u uniform in
+    ``CROP_SHIFT``, in a uniformly random direction, each component rounded (never (0, 0):
+    u x 8 >= 1.6 pixels, so the longer component rounds to at least 1)."""
+    share = rng.uniform(*CROP_SHIFT, size=m)
+    angle = rng.uniform(0.0, 2 * math.pi, size=m)
+    return np.rint(np.column_stack([share * height * np.sin(angle), share * width * np.cos(angle)])).astype(np.int64)
+
+
+@planter("crop-shift")
+def crop_shift(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images: ``translate`` by ``crop_shift_offsets`` (20-35% of the image in a random direction,
+    padded with the image's minimum), then value-matched. Vectors: the point moved by u x the
+    pool's range of each feature along a uniformly random unit direction (u uniform in
+    ``CROP_SHIFT``), then ``restandardise``. Labels kept."""
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    m = len(idx)
+    if x.ndim == 4:
+        moved = translate(x[idx], crop_shift_offsets(m, x.shape[-2], x.shape[-1], rng))
+    elif x.ndim == 2:
+        share = torch.as_tensor(rng.uniform(*CROP_SHIFT, size=(m, 1)), dtype=torch.float32)
+        direction = torch.as_tensor(rng.normal(size=(m, x.shape[1])), dtype=torch.float32)
+        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        span = (x.float().amax(0) - x.float().amin(0)).unsqueeze(0)
+        moved = x[idx].float() + share * span * direction
+    else:
+        raise ValueError(f"crop-shift supports (N, C, H, W) images and (N, D) vectors; got shape {tuple(x.shape)}")
+    return _replace_rows(x, idx, restandardise(moved, x[idx], _torch_generator(rng))), y
 
 
 def affine_warp(rows: torch.Tensor, zoom, angle, shear, shift) -> torch.Tensor:
@@ -490,15 +737,26 @@ def calibrate_atypical(x: torch.Tensor, y: torch.Tensor, num_classes: int, rows:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.bincount(labels, weights=p_y, minlength=num_classes) / count
 
-    lo, hi = np.zeros(num_classes), np.ones(num_classes)
-    base, strongest = mean_py(lo), mean_py(hi)
-    for _ in range(ATYPICAL_STEPS):
-        mid = (lo + hi) / 2
-        enough = mean_py(mid) <= ATYPICAL_TARGET
-        lo, hi = np.where(enough, lo, mid), np.where(enough, mid, hi)
-    strength = np.where(strongest <= ATYPICAL_TARGET, hi, 1.0)
-    strength = np.where(base <= ATYPICAL_TARGET, 0.0, strength)
+    strength = _bisect_per_class(mean_py, num_classes, lambda base: np.full(num_classes, ATYPICAL_TARGET),
+                                 ATYPICAL_STEPS)
     return np.where(count > 0, strength, ATYPICAL_STRENGTH)
+
+
+def _bisect_per_class(measure: Callable[[np.ndarray], np.ndarray], num_classes: int,
+                      target: Callable[[np.ndarray], np.ndarray], steps: int) -> np.ndarray:
+    """(C,) per class the strength in [0, 1] at which ``measure(strengths)`` ((C,) strengths in,
+    (C,) values out, falling with the strength) reaches ``target(measure(0))``: bisection in
+    ``steps`` steps, all classes at once, the upper end of the last bracket. 0 for a class
+    already at or below its target, 1 for one that never falls that far."""
+    lo, hi = np.zeros(num_classes), np.ones(num_classes)
+    base, strongest = measure(lo), measure(hi)
+    goal = target(base)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        enough = measure(mid) <= goal
+        lo, hi = np.where(enough, lo, mid), np.where(enough, mid, hi)
+    strength = np.where(strongest <= goal, hi, 1.0)
+    return np.where(base <= goal, 0.0, strength)
 
 
 @planter("atypical")
@@ -518,47 +776,93 @@ def atypical(x, y, num_classes, mask, rng, sources=None) -> tuple[torch.Tensor, 
         return _replace_rows(x, idx, rows), y
     if x.ndim != 2:
         raise ValueError(f"atypical supports (N, C, H, W) images and (N, D) vectors; got shape {tuple(x.shape)}")
-    from scipy.stats import chi2
+    low, high = marginal_tails(x)
+    side = rare_tail(x, y, num_classes, low, high)
+    count = np.full(num_classes, min(ATYPICAL_FEATURES, x.shape[1]))
+    if sources is not None and sources.clean_predict is not None:
+        calibration = _atypical_calibration_rows(y.numpy(), mask, num_classes, rng)
+        count = calibrate_tail_features(x, y, num_classes, calibration, sources.clean_predict, rng, low, high, side)
+    order, picks = tail_draws(m, x.shape[1], len(low), rng)
+    rows = tail_corrupt(x[idx], y[idx], count[y[idx].numpy()], order, picks, low, high, side)
+    return _replace_rows(x, idx, rows), y
 
-    xf, dim = x.float(), x.shape[1]
+
+def marginal_tails(x: torch.Tensor, share: float = ATYPICAL_TAIL_SHARE) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high), each (t, D): per feature of the pool ``x`` (N, D) its t = max(1, int(share x N))
+    lowest and highest values, ascending (the H-CAT benchmark: ``ns = int(0.01 * len(marginal))``)."""
+    t = max(1, int(share * len(x)))
+    ordered = x.float().sort(dim=0).values
+    return ordered[:t], ordered[-t:]
+
+
+def rare_tail(x: torch.Tensor, y: torch.Tensor, num_classes: int, low: torch.Tensor,
+              high: torch.Tensor) -> torch.Tensor:
+    """(C, D) bool: True where class c's atypical side of feature j is the high tail. The tail the
+    class's own pool values reach least (the share of its values at or beyond the tail's inner
+    end); where both shares are equal (e.g. both 0), the tail farther from the class mean in units
+    of the class's std. A value rare *for the class*, not only for the data set."""
+    xf = x.float()
     onehot = F.one_hot(y, num_classes).float()
-    counts = onehot.sum(0)
-    means = onehot.T @ xf / counts.clamp_min(1).unsqueeze(1)
-    stds = (onehot.T @ xf ** 2 / counts.clamp_min(1).unsqueeze(1) - means ** 2).clamp_min(1e-12).sqrt()
-    log_prior = torch.where(counts > 0, counts.clamp_min(1).log(), torch.tensor(-torch.inf))
-    direction = torch.as_tensor(rng.normal(size=(m, ATYPICAL_DIRECTIONS, dim)), dtype=torch.float32)
-    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    cls = y[idx]
-    radius = atypical_reach(means, stds, log_prior, cls, direction, math.sqrt(chi2.ppf(ATYPICAL_TAIL, dim)))
-    best = radius.argmax(dim=1)
-    rows = torch.arange(m)
-    return _replace_rows(x, idx, means[cls] + radius[rows, best, None] * stds[cls] * direction[rows, best]), y
+    counts = onehot.sum(0).clamp_min(1).unsqueeze(1)
+    low_share = onehot.T @ (xf <= low[-1]).float() / counts
+    high_share = onehot.T @ (xf >= high[0]).float() / counts
+    means = onehot.T @ xf / counts
+    stds = (onehot.T @ xf ** 2 / counts - means ** 2).clamp_min(1e-12).sqrt()
+    farther_high = (high.mean(0) - means).abs() / stds >= (low.mean(0) - means).abs() / stds
+    return torch.where(high_share == low_share, farther_high, high_share < low_share)
 
 
-def atypical_reach(means: torch.Tensor, stds: torch.Tensor, log_prior: torch.Tensor, cls: torch.Tensor,
-                   direction: torch.Tensor, tail: float) -> torch.Tensor:
-    """(m, K): for each sample and direction d, the largest radius r on a grid of
-    ``ATYPICAL_RADII`` steps up to ``tail`` such that every point mean_c + r' std_c * d with
-    r' <= r is assigned to the sample's class c by the classifier of the fitted diagonal
-    Gaussians (log prior - squared standardised distance / 2 - sum log std); 0 where the
-    first step already leaves the class. The squared distances are quadratics in r,
-    a_j + 2 r b_j + r^2 c_j, so each direction costs one pass over the classes."""
-    steps = tail * torch.arange(1, ATYPICAL_RADII + 1, dtype=torch.float32) / ATYPICAL_RADII
-    inv = stds.pow(-2)  # (C, D)
-    delta = means[cls][:, None, :] - means[None]  # (m, C, D)
-    a = (delta ** 2 * inv).sum(-1)  # (m, C)
-    offset = log_prior - stds.log().sum(-1)  # (C,)
-    reach = torch.zeros(direction.shape[:2])
-    for k in range(direction.shape[1]):
-        v = stds[cls] * direction[:, k]  # (m, D)
-        b = torch.einsum("mcd,md,cd->mc", delta, v, inv)
-        c = torch.einsum("md,cd->mc", v ** 2, inv)
-        quad = a[..., None] + 2 * steps * b[..., None] + steps ** 2 * c[..., None]  # (m, C, S)
-        joint = offset[None, :, None] - quad / 2
-        inside = joint.argmax(dim=1) == cls[:, None]  # (m, S)
-        leading = inside.int().cumprod(dim=1).sum(dim=1)
-        reach[:, k] = torch.where(leading > 0, steps[(leading - 1).clamp_min(0)], torch.zeros(()))
-    return reach
+def tail_draws(m: int, dim: int, tail: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, (m, D) the rank of each feature in a uniformly random order (the first k ranks
+    are the features set) and (m, D) which of the ``tail`` tail values each feature would take."""
+    return np.argsort(rng.random((m, dim)), axis=1), rng.integers(0, tail, size=(m, dim))
+
+
+def tail_corrupt(rows: torch.Tensor, labels: torch.Tensor, count, order: np.ndarray, picks: np.ndarray,
+                 low: torch.Tensor, high: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """Vector ``rows`` with, in row i, the ``count[i]`` features of lowest ``order`` set to a tail
+    value: feature j takes ``high[picks[i, j], j]`` where ``side[labels[i], j]``, else
+    ``low[picks[i, j], j]``. The same draws with a larger count set a superset of features."""
+    columns = torch.arange(rows.shape[1])
+    picks = torch.as_tensor(picks)
+    values = torch.where(side[torch.as_tensor(labels)], high[picks, columns], low[picks, columns])
+    chosen = torch.as_tensor(order) < torch.as_tensor(np.asarray(count)).view(-1, 1)
+    return torch.where(chosen, values.to(rows.dtype), rows)
+
+
+def calibrate_tail_features(x: torch.Tensor, y: torch.Tensor, num_classes: int, rows: np.ndarray,
+                            predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], rng: np.random.Generator,
+                            low: torch.Tensor, high: torch.Tensor, side: torch.Tensor) -> np.ndarray:
+    """(C,) how many features of each class's atypical vectors take a tail value: by bisection over
+    the integers 0..D (all classes at once, one draw for all steps), the count whose clean mean
+    probability of the label on the class's ``rows`` is nearest ``ATYPICAL_TARGET`` among the two
+    that bracket it (at least 1). 0 for a class already at or below the target, D for one that
+    never gets there, ``ATYPICAL_FEATURES`` for one without rows."""
+    dim = x.shape[1]
+    clean = x[torch.as_tensor(rows)]
+    labels = y[torch.as_tensor(rows)].numpy()
+    order, picks = tail_draws(len(rows), dim, len(low), rng)
+    count = np.bincount(labels, minlength=num_classes)
+    index = np.arange(len(rows))
+
+    def mean_py(features: np.ndarray) -> np.ndarray:
+        inputs = tail_corrupt(clean, labels, features[labels], order, picks, low, high, side)
+        p_y = np.asarray(predict(inputs, rows))[index, labels]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.bincount(labels, weights=p_y, minlength=num_classes) / count
+
+    lo, hi = np.zeros(num_classes, dtype=np.int64), np.full(num_classes, dim, dtype=np.int64)
+    base, strongest = mean_py(lo), mean_py(hi)
+    while (active := hi - lo > 1).any():
+        mid = np.where(active, (lo + hi) // 2, hi)
+        enough = mean_py(mid) <= ATYPICAL_TARGET
+        lo, hi = np.where(active & ~enough, mid, lo), np.where(active & enough, mid, hi)
+    below, above = mean_py(lo), mean_py(hi)
+    nearer_lo = (lo >= 1) & (np.abs(below - ATYPICAL_TARGET) < np.abs(above - ATYPICAL_TARGET))
+    features = np.where(nearer_lo, lo, hi)
+    features = np.where(strongest > ATYPICAL_TARGET, dim, features)
+    features = np.where(base <= ATYPICAL_TARGET, 0, features)
+    return np.where(count > 0, features, min(ATYPICAL_FEATURES, dim))
 
 
 # ---- far-ood sources --------------------------------------------------------------------

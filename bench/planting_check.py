@@ -9,10 +9,10 @@ and their clean originals, and whether the kind's criterion (docs/protocol.md, "
 Measures, as fractions of the planted samples (per class: of those whose original label is
 that class):
 
-- input kinds (``near-ood``, ``far-ood``, ``atypical``; labels kept): ``planted`` is the clean
-  model's accuracy on the planted inputs against the original labels, ``original`` its
-  accuracy on their clean originals;
-- label kinds (``label-uniform``, ``label-pair``, ``label-instance``; inputs kept):
+- input kinds (``near-ood``, ``far-ood``, ``domain-shift``, ``crop-shift``, ``atypical``; labels
+  kept): ``planted`` is the clean model's accuracy on the planted inputs against the original
+  labels, ``original`` its accuracy on their clean originals;
+- label kinds (``label-uniform``, ``label-pair``, ``label-instance``, ``label-adjacent``; inputs kept):
   ``planted`` is the share the clean model predicts as the new (given) label, ``original``
   the share it predicts as the original label (its accuracy on them).
 
@@ -23,6 +23,11 @@ Criteria:
 - ``near-ood``: the drop ``original - planted`` lies within ``NEAR_OOD_TOLERANCE`` (0.5 to
   1.5) times its target ``bench.inject.near_ood_target_drop(original, C)`` (0.40, so 0.20 to
   0.60, unless the clean model is weak), and the target is positive.
+- ``domain-shift``: as ``near-ood`` (its strength is calibrated to the same target drop, per class).
+- ``crop-shift``: the drop ``original - planted`` is at least ``NEAR_OOD_TOLERANCE[0]`` (0.5) times
+  near-ood's target, with no upper bound: moved at least as far out of what the clean model
+  learned as the mildest valid near-ood; a clean model without translation augmentation reads
+  a 20-35% shift at about chance, as far out as far-ood.
 - ``far-ood``: ``planted <= chance + FAR_OOD_MARGIN``, where chance = sum over classes of
   (share of the planted labels that are c) x (share of the predictions that are c): the
   agreement of a prediction that ignores the label. The label says nothing about the input.
@@ -58,8 +63,9 @@ import torch
 from .errors import UnknownName
 from .inject import Planted, near_ood_target_drop
 
-LABEL_KINDS = ("label-uniform", "label-pair", "label-instance")
-INPUT_KINDS = ("near-ood", "far-ood", "atypical")
+LABEL_KINDS = ("label-uniform", "label-pair", "label-instance", "label-adjacent")
+INPUT_KINDS = ("near-ood", "far-ood", "domain-shift", "crop-shift", "atypical")
+SHIFT_KINDS = ("near-ood", "domain-shift")  # calibrated to the target drop of the clean accuracy
 NEAR_OOD_TOLERANCE = (0.5, 1.5)  # the drop must lie within these multiples of its target
 FAR_OOD_MARGIN = 0.10  # far-ood accuracy may exceed chance agreement by at most this much
 ATYPICAL_FLOOR = 0.5  # no class's atypical samples may have a clean accuracy significantly below this
@@ -71,9 +77,14 @@ CRITERIA = {
     "label-uniform": "every label changed and the clean model predicts the new label less often than the original",
     "label-pair": "every label changed and the clean model predicts the new label less often than the original",
     "label-instance": "every label changed and the clean model predicts the new label less often than the original",
+    "label-adjacent": "every label changed and the clean model predicts the new label less often than the original",
     "near-ood": (f"accuracy drop within {NEAR_OOD_TOLERANCE[0]:g}-{NEAR_OOD_TOLERANCE[1]:g} x its target "
                  "(0.40, at most half the originals' accuracy above chance)"),
     "far-ood": f"accuracy at most chance agreement + {FAR_OOD_MARGIN:g}",
+    "domain-shift": (f"accuracy drop within {NEAR_OOD_TOLERANCE[0]:g}-{NEAR_OOD_TOLERANCE[1]:g} x its target "
+                     "(0.40, at most half the originals' accuracy above chance)"),
+    "crop-shift": (f"accuracy drop at least {NEAR_OOD_TOLERANCE[0]:g} x the near-ood target "
+                   "(0.40, at most half the originals' accuracy above chance)"),
     "atypical": (f"no class's accuracy significantly below {ATYPICAL_FLOOR:g} (binomial, one-sided, "
                  f"{ATYPICAL_LEVEL:g}) and overall below the originals'"),
 }
@@ -88,7 +99,7 @@ class PlantingCheck:
     per_class_planted: np.ndarray  # (C,), NaN for a class without planted samples
     per_class_original: np.ndarray
     per_class_count: np.ndarray  # planted samples per original class
-    reference: float  # near-ood: the target drop; far-ood: chance agreement; otherwise NaN
+    reference: float  # near-ood, domain-shift, crop-shift: the target drop; far-ood: chance agreement; otherwise NaN
     criterion: str
     holds: bool  # validity: the kind's criterion
     # hardness: the clean model's mean probability of the sample's label (p_y), see the module docstring
@@ -127,8 +138,11 @@ class PlantingCheck:
         seen = self.per_class_count > 0
         low, high = np.nanmin(self.per_class_planted[seen]), np.nanmax(self.per_class_planted[seen])
         extra = ""
-        if self.kind == "near-ood":
+        if self.kind in SHIFT_KINDS:
             extra = f" (drop {100 * (self.original - self.planted):.1f} points, target {100 * self.reference:.1f})"
+        elif self.kind == "crop-shift":
+            extra = (f" (drop {100 * (self.original - self.planted):.1f} points, at least "
+                     f"{100 * NEAR_OOD_TOLERANCE[0] * self.reference:.1f})")
         elif self.kind == "far-ood":
             extra = f" (chance agreement {100 * self.reference:.1f}%)"
         return (f"{self.kind}: {self.measure} {100 * self.planted:.1f}% planted vs {100 * self.original:.1f}% "
@@ -199,10 +213,13 @@ def check_planting(predict: Callable[[torch.Tensor, np.ndarray], np.ndarray], ki
     reference = float("nan")
     if kind in LABEL_KINDS:
         holds = bool((y_label != y_original).all()) and planted < original
-    elif kind == "near-ood":
+    elif kind in SHIFT_KINDS:
         reference = near_ood_target_drop(original, num_classes)
         drop = original - planted
         holds = reference > 0 and NEAR_OOD_TOLERANCE[0] * reference <= drop <= NEAR_OOD_TOLERANCE[1] * reference
+    elif kind == "crop-shift":
+        reference = near_ood_target_drop(original, num_classes)
+        holds = reference > 0 and original - planted >= NEAR_OOD_TOLERANCE[0] * reference
     elif kind == "far-ood":
         share_label = np.bincount(y_original, minlength=num_classes) / len(rows)
         share_pred = np.bincount(pred_planted, minlength=num_classes) / len(rows)

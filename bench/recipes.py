@@ -65,6 +65,8 @@ RECIPES = {
     "digits": Recipe(model="mlp", model_kwargs={"hidden": [256, 256]}, epochs=20, batch_size=64, lr=0.05,
                      fold_epochs=10, protocol_epochs=10),
     "blobs": Recipe(model="mlp", model_kwargs={"hidden": [64, 64]}, epochs=30, batch_size=64, lr=0.05),
+    # the bundled breast cancer table (455 train rows, 30 features): clean test accuracy 96.5-97.4% (seeds 0-2)
+    "breast-cancer": Recipe(model="mlp", model_kwargs={"hidden": [64, 64]}, epochs=20, batch_size=64, lr=0.02),
     "moons": Recipe(model="mlp", model_kwargs={"hidden": [32, 32, 32]}, epochs=100, batch_size=64, lr=0.05),
     "spirals": Recipe(model="mlp", model_kwargs={"hidden": [64, 64, 64]}, epochs=200, batch_size=64, lr=0.05),
     "spirals3": Recipe(model="mlp", model_kwargs={"hidden": [64, 64, 64]}, epochs=200, batch_size=64, lr=0.05),

@@ -153,3 +153,11 @@ def test_real_cifar10_jpeg_file_lines_up_with_cifar10n_and_cscores(shared_data):
         assert (z["y_train_worst"] != z["y_train"]).mean() == pytest.approx(0.4021, abs=5e-5)
         first = cifar_jpeg.decode(z["train_jpeg"][: z["train_offsets"][8]], z["train_offsets"][:9])
     assert first.shape == (8, 3, 32, 32) and first.dtype == np.uint8
+
+
+def test_breast_cancer_is_the_bundled_table_split_and_normalised():
+    d = load_dataset("breast-cancer")
+    assert d.x_train.shape == (455, 30) and d.x_test.shape == (114, 30) and d.num_classes == 2
+    assert torch.bincount(d.y_train).tolist() == [170, 285] and torch.bincount(d.y_test).tolist() == [42, 72]
+    assert d.x_train.mean(0).abs().max() < 1e-5 and ((d.x_train.std(0) - 1).abs() < 1e-3).all()  # per feature
+    assert torch.equal(load_dataset("breast-cancer").x_train, d.x_train) and d.key == "breast-cancer"

@@ -1,21 +1,24 @@
 """Planted hardness: each type's defining property, seeding, sources, and the artefact guard."""
-import math
 
 import numpy as np
 import pytest
 import torch
-from scipy.stats import chi2
 from sklearn.metrics import roc_auc_score
 
 from bench.data import DatasetNotFound, Dataset, load_dataset
 from bench.errors import UnknownName
-from bench.inject import (ATYPICAL_ANGLE, ATYPICAL_DRAW, ATYPICAL_STRENGTH, ATYPICAL_TAIL, ATYPICAL_TARGET,
-                          NEAR_OOD_MAX_NOISE, NEAR_OOD_NOISE, PLANTERS, MissingSource, PlantingSources, _spread,
-                          affine_warp, atypical_corrupt, atypical_draws, calibrate_atypical, calibrate_near_ood,
-                          choose_subset, default_sources, fixed_permutation, most_confused, most_likely_other,
-                          near_ood_corrupt, near_ood_target_drop, nearest_other_class, plant, zoom_shift)
+from bench.inject import (ATYPICAL_ANGLE, ATYPICAL_DRAW, ATYPICAL_FEATURES, ATYPICAL_STRENGTH, ATYPICAL_TARGET,
+                          CROP_SHIFT, DOMAIN_EDGE, DOMAIN_STRENGTH, NEAR_OOD_MAX_NOISE, NEAR_OOD_NOISE, PLANTERS,
+                          MissingSource, PlantingSources, _median_window, _ranks, _spread, affine_warp,
+                          atypical_corrupt, atypical_draws, calibrate_atypical, calibrate_domain_shift,
+                          calibrate_near_ood, calibrate_tail_features, cartoon, choose_subset, crop_shift_offsets,
+                          default_sources, domain_corrupt, domain_style, fixed_permutation, marginal_tails,
+                          median_filter, most_confused, most_likely_other, near_ood_corrupt, near_ood_target_drop,
+                          nearest_other_class, plant, rare_tail, restandardise, sobel_magnitude, tail_corrupt,
+                          tail_draws, translate, zoom_shift)
 
-TYPES = ["label-uniform", "label-pair", "label-instance", "near-ood", "far-ood", "atypical"]
+TYPES = ["label-uniform", "label-pair", "label-instance", "label-adjacent", "near-ood", "far-ood", "domain-shift",
+         "crop-shift", "atypical"]
 
 
 def _images(n=400, channels=1, size=12, seed=0):
@@ -327,46 +330,238 @@ def test_near_ood_uses_the_default_severity_without_a_predictor():
     assert torch.equal(planted.x[idx], expected)
 
 
-def _fitted_gaussian_class(x, y, points, classes):
-    """The class the fitted diagonal Gaussians (population std, class priors) assign to ``points``."""
-    scores = []
-    for c in range(classes):
-        rows = x[y == c]
-        mean, std = rows.mean(0), rows.std(0, unbiased=False)
-        scores.append(np.log(len(rows)) - std.log().sum() - (((points - mean) / std) ** 2).sum(1) / 2)
-    return torch.stack(scores, 1).argmax(1)
+def test_marginal_tails_and_the_side_rare_for_each_class():
+    # feature 0: class 0 low, class 1 high; feature 1: both classes spread alike
+    x = torch.tensor([[0.0, 5.0], [1.0, 1.0], [2.0, 9.0], [7.0, 2.0], [8.0, 8.0], [9.0, 3.0]])
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    low, high = marginal_tails(x, share=0.4)  # t = int(0.4 * 6) = 2 values per tail
+    assert low.tolist() == [[0.0, 1.0], [1.0, 2.0]] and high.tolist() == [[8.0, 8.0], [9.0, 9.0]]
+    low1, high1 = marginal_tails(x)  # 1% of 6 rows: at least one value
+    assert low1.tolist() == [[0.0, 1.0]] and high1.tolist() == [[9.0, 9.0]]
+    side = rare_tail(x, y, 2, low, high)
+    # feature 0: class 0 never reaches the high tail (>= 8) and has 2 rows in the low one: high is rare for it
+    assert side[:, 0].tolist() == [True, False]
+    # feature 1: class 0 holds 1 in the low tail (<= 2) and 1 in the high (>= 8): equal shares, so the tail farther
+    # from its mean 5 in its std (low mean 1.5: 3.5 away, high mean 8.5: 3.5 away) - a tie, to the high tail;
+    # class 1 holds 1 low and 1 high too, mean 13/3: the high tail is farther
+    assert side[:, 1].tolist() == [True, True]
 
 
-def _mahalanobis(x, y, rows, c):
-    mean, std = x[y == c].mean(0), x[y == c].std(0, unbiased=False)
-    return ((rows - mean) / std).norm(dim=1)
+def test_tail_corrupt_sets_exactly_the_first_features_of_the_order_from_the_classes_side():
+    rows = torch.zeros(3, 4)
+    low = torch.tensor([[-5.0, -6.0, -7.0, -8.0], [-1.0, -2.0, -3.0, -4.0]])
+    high = -low.flip(0)
+    side = torch.tensor([[True, False, True, False], [False, False, False, False]])
+    order = np.array([[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 3, 2]])  # the rank of each feature
+    picks = np.array([[0, 1, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]])
+    out = tail_corrupt(rows, torch.tensor([0, 0, 1]), [2, 1, 0], order, picks, low, high, side)
+    assert out[0].tolist() == [high[0, 0].item(), low[1, 1].item(), 0.0, 0.0]  # features of rank 0 and 1
+    assert out[1].tolist() == [0.0, 0.0, 0.0, low[1, 3].item()]  # only feature 3 (rank 0), class 0's low side
+    assert out[2].tolist() == [0.0, 0.0, 0.0, 0.0]  # count 0: unchanged
+    order, picks = tail_draws(50, 4, 3, np.random.default_rng(0))  # per row a random order and tail indices
+    assert (np.sort(order, axis=1) == np.arange(4)).all() and set(picks.ravel()) == {0, 1, 2}
 
 
-def test_atypical_vectors_are_tail_draws_that_stay_in_their_class():
+def test_atypical_vectors_set_one_feature_to_a_tail_value_rare_for_the_class():
+    """Without a clean predictor every planted vector has exactly ``ATYPICAL_FEATURES`` (1)
+    feature replaced by one of the pool's 1% lowest or highest values of that feature, from the
+    side rare for its class; the rest and the label are kept; no value matching."""
     g = torch.Generator().manual_seed(0)
     y = torch.arange(900) % 3
-    x = torch.randn(900, 4, generator=g) * torch.tensor([1.0, 2.0, 0.5, 1.0]) + y.unsqueeze(1) * 3.0
+    x = torch.randn(900, 5, generator=g) + y.unsqueeze(1) * 2.0
     planted = plant("atypical", x, y, 3, 0.1, 0)
-    tail = math.sqrt(chi2.ppf(ATYPICAL_TAIL, 4))
     moved = torch.as_tensor(planted.mask)
-    assert torch.equal(planted.y, y)
-    assert torch.equal(_fitted_gaussian_class(x, y, planted.x[moved], 3), y[moved])
-    for c in range(3):
-        radius = _mahalanobis(x, y, planted.x[moved & (y == c)], c)
-        assert (radius <= tail + 1e-4).all() and (radius >= 0.75 * tail).all()
-        assert (radius > tail - 1e-4).float().mean() > 0.5  # separated classes: mostly at the full tail radius
+    assert torch.equal(planted.y, y) and torch.equal(planted.x[~moved], x[~moved])
+    changed = planted.x[moved] != x[moved]
+    assert (changed.sum(1) == ATYPICAL_FEATURES).all()
+    low, high = marginal_tails(x)
+    side = rare_tail(x, y, 3, low, high)
+    row, feature = changed.nonzero(as_tuple=True)
+    values = planted.x[moved][row, feature]
+    cls = y[moved][row]
+    expected_side = side[cls, feature]
+    in_high = (values[:, None] == high[:, feature].T).any(1)
+    in_low = (values[:, None] == low[:, feature].T).any(1)
+    assert torch.equal(in_high, expected_side) and torch.equal(in_low, ~expected_side)
+    # class 0 sits lowest in every feature: its rare side is the high tail, class 2's the low one
+    assert side[0].all() and not side[2].any()
 
 
-def test_atypical_vectors_never_enter_another_class_where_classes_overlap():
-    """Four overlapping 2-D blobs (the unconstrained tail draw lands in a neighbour's region
-    for about half of them): every planted point stays in its class's region, far out."""
-    blobs = load_dataset("blobs2d")
-    x, y = blobs.x_train, blobs.y_train
-    planted = plant("atypical", x, y, 4, 0.2, 0)
+def test_tail_feature_calibration_finds_the_count_nearest_the_target():
+    """A clean model whose p_y falls by a known step per feature set to a tail value: the
+    calibration returns the bracketing count nearest ``ATYPICAL_TARGET`` (0.55), 0 for a class
+    already below it, D for one that never gets there."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 4
+    x = torch.randn(400, 10, generator=g)
+    step = {0: 0.08, 1: 0.2}  # class 0: p_y(5) = 0.60, p_y(6) = 0.52 -> 6; class 1: 0.60 at 2, 0.40 at 3 -> 2
+
+    def predict(inputs, rows):
+        changed = (inputs != x[torch.as_tensor(rows)]).sum(1).numpy()
+        labels = y[torch.as_tensor(rows)].numpy()
+        p_y = np.select([labels == 0, labels == 1, labels == 2], [1 - step[0] * changed, 1 - step[1] * changed, 0.4],
+                        0.9)
+        probs = np.repeat(((1 - p_y) / 3)[:, None], 4, 1)
+        probs[np.arange(len(rows)), labels] = p_y
+        return probs
+
+    low, high = marginal_tails(x)
+    side = rare_tail(x, y, 4, low, high)
+    rng = np.random.default_rng(0)
+    count = calibrate_tail_features(x, y, 4, np.arange(0, 400, 3), predict, rng, low, high, side)
+    assert count.tolist() == [6, 2, 0, 10]
+    planted = plant("atypical", x, y, 4, 0.2, 0, PlantingSources(clean_predict=predict))
     moved = torch.as_tensor(planted.mask)
-    assert torch.equal(_fitted_gaussian_class(x, y, planted.x[moved], 4), y[moved])
-    radius = torch.cat([_mahalanobis(x, y, planted.x[moved & (y == c)], c) for c in range(4)])
-    assert radius.median() > 0.9 * math.sqrt(chi2.ppf(ATYPICAL_TAIL, 2))
+    changed = (planted.x[moved] != x[moved]).sum(1)
+    assert torch.equal(changed, torch.as_tensor(np.array([6, 2, 0, 10]))[y[moved]])
+
+
+# ---- adjacent labels, domain shift, crop shift -------------------------------------------------
+def test_label_adjacent_moves_each_label_one_class_up_or_down():
+    y = torch.arange(3000) % 5
+    planted = plant("label-adjacent", torch.zeros(3000, 2), y, 5, 0.3, seed=2)
+    rng = np.random.default_rng([2, 0x5EED])
+    mask = choose_subset(3000, 0.3, rng)
+    steps = rng.choice(np.array([-1, 1]), size=int(mask.sum()))  # the planter's one fair draw per sample
+    moved = torch.as_tensor(mask)
+    assert (planted.mask == mask).all()
+    assert torch.equal(planted.y[moved], (y[moved] + torch.as_tensor(steps)) % 5)
+    assert torch.equal(planted.y[~moved], y[~moved])
+    pairs = {(int(a), int(b)) for a, b in zip(y[moved], planted.y[moved])}
+    assert pairs == {(c, (c + 1) % 5) for c in range(5)} | {(c, (c - 1) % 5) for c in range(5)}  # 4 -> 0, 0 -> 4
+    assert 0.45 < (steps == 1).mean() < 0.55
+    two = plant("label-adjacent", torch.zeros(100, 2), torch.arange(100) % 2, 2, 0.5, seed=0)
+    assert torch.equal(two.y[torch.as_tensor(two.mask)], 1 - (torch.arange(100) % 2)[torch.as_tensor(two.mask)])
+
+
+def test_translate_moves_by_whole_pixels_and_pads_with_the_minimum():
+    x = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).view(2, 2, 4, 4) + 1
+    moved = translate(x, [[1, -2], [0, 0]])
+    # image 0: down 1, left 2; what enters takes the image's minimum (1, over both channels)
+    expected = torch.full((2, 4, 4), 1.0)
+    expected[:, 1:, :2] = x[0, :, :3, 2:]
+    assert torch.equal(moved[0], expected) and torch.equal(moved[1], x[1])
+    assert torch.allclose(translate(x, [[1, -2], [0, 0]]), zoom_shift(x, torch.ones(2), torch.tensor([[1.0, -2.0],
+                                                                                                   [0.0, 0.0]])))
+
+
+def test_crop_shift_offsets_are_a_sizeable_share_in_every_direction():
+    offsets = crop_shift_offsets(4000, 28, 28, np.random.default_rng(0))
+    length = np.hypot(*offsets.T)
+    assert (length >= CROP_SHIFT[0] * 28 - 1) .all() and (length <= CROP_SHIFT[1] * 28 + 1).all()
+    assert {tuple(np.sign(o)) for o in offsets} >= {(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (1, 0)}
+    small = crop_shift_offsets(4000, 8, 8, np.random.default_rng(1))
+    assert (np.abs(small).max(1) >= 1).all() and np.abs(small).max() <= 3  # 1.6-2.8 pixels on 8 x 8, never none
+
+
+def test_crop_shift_images_are_translated_copies_in_their_own_values():
+    x, y = _images(n=300, size=12)
+    planted = plant("crop-shift", x, y, 5, 0.1, 0)
+    rng = np.random.default_rng([0, 0x5EED])
+    mask = choose_subset(300, 0.1, rng)
+    idx = torch.as_tensor(np.flatnonzero(mask))
+    from bench.inject import _torch_generator
+
+    offsets = crop_shift_offsets(len(idx), 12, 12, rng)
+    expected = restandardise(translate(x[idx], offsets), x[idx], _torch_generator(rng))
+    assert torch.equal(planted.x[idx], expected) and torch.equal(planted.y, y)
+    torch.testing.assert_close(planted.x[idx].flatten(1).sort(1).values, x[idx].flatten(1).sort(1).values)
+    # the kept part of each image is the original moved, in value order
+    for row, (dy, dx) in zip(idx.tolist()[:5], offsets[:5]):
+        shifted = torch.roll(x[row, 0], (int(dy), int(dx)), (0, 1))
+        source_row, source_col = torch.arange(12).view(-1, 1) - int(dy), torch.arange(12).view(1, -1) - int(dx)
+        inside = (source_row >= 0) & (source_row < 12) & (source_col >= 0) & (source_col < 12)
+        assert 0 < inside.sum() < 144
+        kept, original = planted.x[row, 0][inside], shifted[inside]
+        assert torch.equal(kept.argsort(), original.argsort())
+
+
+def test_median_filter_and_sobel_known_answers():
+    from scipy import ndimage
+
+    x = torch.randn(3, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    for size in (3, 5):
+        expected = ndimage.median_filter(x.numpy(), size=(1, 1, size, size), mode="mirror")
+        assert np.allclose(median_filter(x, size).numpy(), expected)
+    step = torch.zeros(1, 1, 6, 6)
+    step[..., 3:] = 1.0  # a vertical step between columns 2 and 3
+    magnitude = sobel_magnitude(step)[0, 0]
+    assert torch.allclose(magnitude[:, 2:4], torch.full((6, 2), 0.5)) and magnitude[:, [0, 1, 4, 5]].abs().max() == 0
+    assert _median_window(8) == 5 and _median_window(28) == 13 and _median_window(32) == 15
+
+
+def test_cartoon_smooths_and_draws_dark_outlines():
+    # a bright square on a dark ground, with one-pixel speckles the median removes
+    image = torch.zeros(1, 1, 28, 28)
+    image[..., 8:20, 8:20] = 1.0
+    image[..., 2, 2] = image[..., 25, 25] = 1.0
+    out = cartoon(image)[0, 0]
+    smooth = median_filter(image, 13)[0, 0]
+    edge = sobel_magnitude(median_filter(image, 13))[0, 0]
+    outline = (edge > 0) & (edge >= DOMAIN_EDGE * edge.max())
+    assert outline.any() and not outline.all()
+    assert torch.allclose(out[outline], torch.zeros(int(outline.sum())), atol=1e-3)  # outlines take the minimum
+    assert torch.allclose(out[~outline], smooth[~outline], atol=1e-3)  # elsewhere the smoothed image
+    assert out[2, 2] < 0.01 and out[25, 25] < 0.01  # speckles gone
+    flat = cartoon(torch.full((1, 1, 8, 8), 0.5))
+    assert torch.allclose(flat, torch.full((1, 1, 8, 8), 0.5), atol=1e-3)  # nothing to outline
+
+
+def test_ranks_share_ties_and_domain_corrupt_spans_the_original_to_the_style():
+    r = _ranks(torch.tensor([[[[3.0, 1.0, 1.0, 2.0]]]]))
+    assert r.flatten().tolist() == [1.0, pytest.approx(1 / 6), pytest.approx(1 / 6), pytest.approx(2 / 3)]
+    x, _ = _images(n=20, size=12)
+    styled = domain_style(x, x)
+    assert torch.equal(domain_corrupt(x, styled, 0.0, 0), x)  # strength 0: the original
+    full = domain_corrupt(x, styled, 1.0, 0)
+    assert torch.equal(full, restandardise(styled, x, torch.Generator().manual_seed(0)))  # 1: the style, value-matched
+    torch.testing.assert_close(full.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+    far = [float((domain_corrupt(x, styled, s, 0) - x).norm()) for s in (0.0, 0.3, 0.7, 1.0)]
+    assert far[0] == 0 < far[1] < far[2] < far[3]
+    per_row = domain_corrupt(x, styled, np.where(np.arange(20) < 10, 0.0, 1.0), 0)
+    assert torch.equal(per_row[:10], x[:10]) and not torch.equal(per_row[10:], x[10:])
+    # vectors: each feature rounded to 4 levels of its pool range (here 0..3 and -1..1)
+    pool = torch.tensor([[0.0, -1.0], [3.0, 1.0], [1.4, 0.2]])
+    assert torch.allclose(domain_style(pool, pool), torch.tensor([[0.0, -1.0], [3.0, 1.0], [1.0, 1 / 3]]))
+
+
+def test_domain_shift_without_a_predictor_is_the_full_style():
+    x, y = _images(n=200, size=12)
+    planted = plant("domain-shift", x, y, 5, 0.1, 0)
+    rng = np.random.default_rng([0, 0x5EED])
+    idx = torch.as_tensor(np.flatnonzero(choose_subset(200, 0.1, rng)))
+    expected = domain_corrupt(x[idx], domain_style(x[idx], x), DOMAIN_STRENGTH, int(rng.integers(2 ** 62)))
+    assert torch.equal(planted.x[idx], expected) and torch.equal(planted.y, y)
+
+
+def test_domain_shift_calibration_brings_each_class_to_its_target_drop():
+    """Per class the strength at which the clean accuracy falls by ``near_ood_target_drop``
+    (from 1.0 with 4 classes: 0.375), found on other rows; a class never read correctly is left
+    as it is, one that never falls that far takes the full style."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.randn(800, 1, 19, 19, generator=g), 4, 1)
+    y = torch.arange(800) % 4
+    flat = x.flatten(1)
+    threshold = np.array([0.6, 0.3, 2.0, -2.0])  # correct while corr(input, clean) > threshold; 2: never; 3: always
+
+    def predict(inputs, rows):
+        a, b = inputs.flatten(1).double(), flat[torch.as_tensor(rows)].double()
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        corr = ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).numpy()
+        labels = y[torch.as_tensor(rows)].numpy()
+        predicted = np.where(corr > threshold[labels], labels, (labels + 1) % 4)
+        return np.eye(4)[predicted]
+
+    rng = np.random.default_rng(0)
+    strength = calibrate_domain_shift(x, y, 4, np.sort(rng.permutation(800)[:400]), predict, rng)
+    assert 0 < strength[0] < strength[1] <= 1 and strength[2] == 0 and strength[3] == 1
+    planted = plant("domain-shift", x, y, 4, 0.3, 0, PlantingSources(clean_predict=predict))
+    rows = np.flatnonzero(planted.mask)
+    hits = predict(planted.x[torch.as_tensor(rows)], rows).argmax(1) == y[rows].numpy()
+    target = 1 - near_ood_target_drop(1.0, 4)
+    for c in (0, 1):
+        if strength[c] < 1:
+            assert abs(hits[y[rows].numpy() == c].mean() - target) < 0.12, (c, hits[y[rows].numpy() == c].mean())
 
 
 # ---- far-ood sources -----------------------------------------------------------------------
@@ -461,7 +656,7 @@ def guard_sets():
     return sets
 
 
-@pytest.mark.parametrize("kind", ["near-ood", "far-ood", "atypical"])
+@pytest.mark.parametrize("kind", ["near-ood", "far-ood", "domain-shift", "crop-shift", "atypical"])
 def test_artefact_guard_value_statistics_do_not_find_the_planted_samples(guard_sets, kind):
     for name, x, sources in guard_sets:
         y = torch.zeros(len(x), dtype=torch.int64)

@@ -17,7 +17,8 @@ from bench.planting_check import ATYPICAL_FLOOR, CRITERIA, HARDNESS_DROP, check_
 from bench.recipes import LENET, RECIPES
 from bench.train import predict_logits, train
 
-KINDS = ["label-uniform", "label-pair", "label-instance", "near-ood", "far-ood", "atypical"]
+KINDS = ["label-uniform", "label-pair", "label-instance", "label-adjacent", "near-ood", "far-ood", "domain-shift",
+         "crop-shift", "atypical"]
 
 
 def _split_halves(x, y):
@@ -63,8 +64,14 @@ def test_every_kind_passes_its_check(reference, kind):
     assert check.holds, check.summary()
     if kind == "near-ood":  # calibrated on other rows, read on the planted ones: close to the target
         assert abs((check.original - check.planted) - NEAR_OOD_DROP) <= 0.1, check.summary()
-    if kind in ("label-uniform", "label-pair", "label-instance", "far-ood"):  # far from the originals' p_y
-        assert check.hard, check.summary()
+    if kind in ("label-uniform", "label-pair", "label-instance", "label-adjacent", "far-ood", "crop-shift"):
+        assert check.hard, check.summary()  # far from the originals' p_y
+    if kind == "domain-shift":
+        # calibrated per class to near-ood's target drop: on all pool rows (not the 7 to 30 a class has at rate 0.1,
+        # where a class's mean is noisy) every class's p_y drops by at least HARDNESS_DROP
+        every = check_planted(predict, kind, plant(kind, x, y, 10, 1.0, 0, sources), x, 10)
+        print(name, "all rows:", every.summary())
+        assert every.holds and every.hard, every.summary()
     if kind == "atypical":
         # every class planted; on all pool rows (72 to 300 per class, not the 7 to 30 of rate 0.1, where a
         # class's mean p_y is noisy) it is valid and hard, every class's point estimate clears the floor,
@@ -102,6 +109,8 @@ def test_the_checks_fail_a_mild_shift_and_a_turned_copy(reference):
         assert not check_planting(predict, "near-ood", former, x[index], y[index], y[index], rows, 10).holds
     turned = torch.rot90(x[index], 2, (2, 3))
     assert not check_planting(predict, "atypical", turned, x[index], y[index], y[index], rows, 10).holds
+    assert not check_planting(predict, "crop-shift", x[index], x[index], y[index], y[index], rows, 10).holds
+    assert not check_planting(predict, "domain-shift", mild, x[index], y[index], y[index], rows, 10).holds
 
 
 def test_label_instance_follows_the_clean_model_per_sample(reference):
@@ -154,6 +163,11 @@ def test_input_kind_measures_accuracy_against_the_original_labels():
     near = check_planting(predict, "near-ood", x1, x0, y, y, rows, 2)
     # target: min(0.40, half of 7/8 - 1/2) = 0.1875; the drop 0.25 is within 0.5-1.5 x the target
     assert near.reference == pytest.approx(0.1875) and near.holds
+    domain = check_planting(predict, "domain-shift", x1, x0, y, y, rows, 2)  # near-ood's criterion
+    assert domain.reference == pytest.approx(0.1875) and domain.holds
+    crop = check_planting(predict, "crop-shift", x1, x0, y, y, rows, 2)  # at least 0.5 x the target: 0.09375
+    assert crop.reference == pytest.approx(0.1875) and crop.holds
+    assert "(drop 25.0 points, at least 9.4)" in crop.summary()
     far = check_planting(predict, "far-ood", x1, x0, y, y, rows, 2)
     assert far.reference == pytest.approx(0.5 * 3 / 8 + 0.5 * 5 / 8)  # labels half/half, predictions 3/5
     assert far.planted == pytest.approx(5 / 8) and not far.holds  # 0.625 > chance 0.5 + margin 0.1
@@ -280,3 +294,34 @@ def test_as_dict_carries_validity_and_hardness_and_is_json_safe():
     assert math.isnan(out["per_class_hardness_planted"][2])
     assert all(type(out[k]) is float for k in ("planted", "original", "reference", "hardness_planted"))
     assert json.loads(json.dumps(out))["per_class_count"] == [2, 2, 0]
+
+
+def test_crop_shift_needs_a_drop_of_half_the_near_ood_target_and_no_more():
+    rows = np.arange(10)
+    y = np.arange(10) % 2
+    original = np.eye(2)[y]  # all read right: target min(0.40, (1 - 1/2) / 2) = 0.25, so a drop of 0.125 is needed
+
+    def reading(planted_hits):
+        planted = np.eye(2)[np.where(np.arange(10) < planted_hits, y, 1 - y)]
+        return lambda x, r: (planted if x[0, 0] == 1 else original)[r]
+
+    x0, x1 = torch.zeros(10, 2), torch.ones(10, 2)
+    assert check_planting(reading(8), "crop-shift", x1, x0, y, y, rows, 2).holds  # drop 0.2
+    assert not check_planting(reading(9), "crop-shift", x1, x0, y, y, rows, 2).holds  # drop 0.1
+    assert check_planting(reading(0), "crop-shift", x1, x0, y, y, rows, 2).holds  # read below chance: still shifted
+    assert not check_planting(reading(0), "domain-shift", x1, x0, y, y, rows, 2).holds  # 1.0 > 1.5 x the target
+
+
+def test_label_adjacent_is_checked_as_a_label_kind():
+    from bench.planting_check import LABEL_KINDS
+
+    assert "label-adjacent" in LABEL_KINDS
+    y_original, y_label = np.array([0, 1, 2, 2]), np.array([1, 0, 0, 1])
+    probs = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.1, 0.3, 0.6]])
+    check = check_planting(lambda x, rows: probs[rows], "label-adjacent", torch.zeros(4, 2), torch.zeros(4, 2),
+                           y_label, y_original, np.arange(4), 3)
+    assert check.planted == 0.0 and check.original == 1.0 and check.holds and check.hard
+    assert check.hardness_planted == pytest.approx((0.1 + 0.2 + 0.1 + 0.3) / 4)
+    unchanged = check_planting(lambda x, rows: probs[rows], "label-adjacent", torch.zeros(4, 2), torch.zeros(4, 2),
+                               y_original, y_original, np.arange(4), 3)
+    assert not unchanged.holds

@@ -5,7 +5,8 @@ M of the train split (seeded by s; ``bench.inject``), run the estimation with se
 s, and score each method's oriented scores against M: AUPRC (M = positive), AUROC,
 precision@|M|, beside the random baseline AUPRC = |M| / N.
 
-Types: ``label-uniform``, ``label-pair``, ``near-ood``, ``far-ood``, ``atypical``
+Types (``bench.inject``): ``label-uniform``, ``label-pair``, ``label-instance``,
+``label-adjacent``, ``near-ood``, ``far-ood``, ``domain-shift``, ``crop-shift``, ``atypical``
 (settings ``types`` and ``rates``; by default every type at p = 0.1; the ``full``
 profile every type at every rate in {0.05, 0.1, 0.2}). A dataset that carries clean
 labels (``Dataset.y_clean_train``: an npz with ``y_clean``, CIFAR-10N / CIFAR-100N) is
@@ -125,8 +126,8 @@ def run(engine, settings: Settings, todo: list[Unit]) -> None:
 
 # ---- report ------------------------------------------------------------------------------
 #: the questions the detection board answers: which kinds each one pools
-QUESTIONS = {"label noise": ("label-uniform", "label-pair", "label-instance", REAL),
-             "out-of-distribution": ("near-ood", "far-ood"), "atypical": ("atypical",)}
+QUESTIONS = {"label noise": ("label-uniform", "label-pair", "label-instance", "label-adjacent", REAL),
+             "out-of-distribution": ("near-ood", "far-ood", "domain-shift", "crop-shift"), "atypical": ("atypical",)}
 
 
 def _label_blind(name: str) -> bool:
