@@ -34,6 +34,59 @@ from .train import predict_logits
 NEEDS = frozenset({"dynamics", "eval_dynamics", "checkpoints", "final_model", "features", "folds", "early_runs",
                    "ensemble"})
 
+#: values (float32 elements) that one pass over a chunk of samples may hold at once on the CPU, where
+#: the resident memory is the limit: 2^25 values, 128 MiB. A chunk is this budget divided by what one
+#: sample holds, ``copies`` times its ``activation_values`` (the copies a kind of pass keeps, measured
+#: below), so it follows the model and the input shape rather than a fixed count of samples
+ACTIVATION_BUDGET = 1 << 25
+#: the budget on an accelerator (4 GiB of float32), whose memory is not the process's and whose
+#: throughput wants larger batches
+ACCELERATOR_BUDGET = 1 << 30
+#: copies of a sample's activation values held at the peak of a no-grad forward pass, and of a pass
+#: that differentiates w.r.t. the input (its saved tensors and gradients); measured as peak RSS on
+#: airbench on 32 x 32 images, one thread: 0.42 and 1.81 (widths 32-64-64, 186k values a sample),
+#: 0.34 and 1.74 (64-256-256, 380k), the same at 64 and 256 samples a pass
+NO_GRAD_COPIES, BACKWARD_COPIES = 0.5, 2.0
+
+
+def activation_budget(device) -> int:
+    """``ACTIVATION_BUDGET`` for a CPU device, ``ACCELERATOR_BUDGET`` for any other."""
+    return ACTIVATION_BUDGET if torch.device(device).type == "cpu" else ACCELERATOR_BUDGET
+
+
+def activation_values(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Values of one sample's forward pass: its input plus the output of every leaf module, read by
+    hooks on a no-grad pass of the first row of x (in eval mode, the model's mode restored)."""
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    sizes = [x[:1].numel()]
+
+    def hook(module, inputs, output):
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        sizes.append(sum(o.numel() for o in outputs if isinstance(o, torch.Tensor)))
+
+    hooks = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return max(1, sum(sizes))
+
+
+def sample_chunk(model: torch.nn.Module, x: torch.Tensor, copies: float = 1.0, extra: int = 0,
+                 budget: int | None = None) -> int:
+    """Samples per pass of ``model`` over rows of x: ``budget`` (default ``activation_budget(x.device)``)
+    over what a sample holds, ``copies`` times its ``activation_values`` plus ``extra`` values of
+    its own (at least 1)."""
+    if not len(x):
+        return 1
+    budget = activation_budget(x.device) if budget is None else budget
+    return max(1, int(budget // (copies * activation_values(model, x) + extra)))
+
 
 class MissingNeed(RuntimeError):
     """A method read a part of the context it did not declare in ``needs``."""
@@ -119,14 +172,21 @@ class EstimationRun:
 
     @cached_property
     def final_logits(self) -> torch.Tensor:
-        return predict_logits(self.final_model, self.pool.x)
+        return predict_logits(self.final_model, self.pool.x,
+                              sample_chunk(self.final_model, self.pool.x, NO_GRAD_COPIES))
 
     @cached_property
     def features(self) -> np.ndarray:
-        model = self.final_model
+        """Filled chunk by chunk (``sample_chunk`` rows a pass): no list of chunks concatenated after."""
+        model, x = self.final_model, self.pool.x
+        size, out = sample_chunk(model, x, NO_GRAD_COPIES), None
         with torch.no_grad():
-            return torch.cat([model.embed(self.pool.x[i:i + 2048])
-                              for i in range(0, len(self.pool), 2048)]).cpu().numpy()
+            for start in range(0, len(x), size):
+                h = model.embed(x[start:start + size]).cpu().numpy()
+                if out is None:
+                    out = np.empty((len(x), h.shape[1]), dtype=h.dtype)
+                out[start:start + len(h)] = h
+        return np.empty((0, 0), dtype=np.float32) if out is None else out
 
     @cached_property
     def ensemble(self) -> Ensemble:

@@ -6,6 +6,8 @@ from bench import register
 from bench.dynamics import margins
 from bench.train import predict_logits
 
+from ._common import NO_GRAD_COPIES, sample_chunk
+
 DATA_DIET = "Paul, Ganguli & Dziugaite 2021, Deep Learning on a Data Diet (NeurIPS)"
 
 
@@ -15,8 +17,10 @@ def el2n_scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def mean_el2n(models, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """EL2N averaged over models: (1/K) sum_k || softmax(f(x; theta_k)) - onehot(y) ||_2."""
-    return torch.stack([el2n_scores(predict_logits(model, x), y) for model in models]).mean(dim=0)
+    """EL2N averaged over models: (1/K) sum_k || softmax(f(x; theta_k)) - onehot(y) ||_2, each model's
+    logits in no-grad passes of as many samples as the activation budget allows (``sample_chunk``)."""
+    return torch.stack([el2n_scores(predict_logits(model, x, sample_chunk(model, x, NO_GRAD_COPIES)), y)
+                        for model in models]).mean(dim=0)
 
 
 @register(higher_is_harder=True, needs={"early_runs"}, family="final model", citation=DATA_DIET)

@@ -12,7 +12,7 @@ from torch.func import functional_call, grad, jvp, vmap
 
 from bench import register
 
-from ._common import chunks
+from ._common import BACKWARD_COPIES, NO_GRAD_COPIES, chunks, sample_chunk
 
 #: per-sample gradient values materialised at once (float32, 32 MiB): measured on CPU, chunks
 #: that stay near cache size run 2-3x faster than larger ones (digits MLP: ~100 samples a chunk)
@@ -198,13 +198,21 @@ def vog_from_gradients(stack: torch.Tensor, y: torch.Tensor, num_classes: int) -
     return normalise_within_class(vog_per_sample(stack), y, num_classes)
 
 
-def vog_raw(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Un-normalised VoG of each sample over ``models`` (the checkpoints), in chunks of samples."""
-    out = []
-    for a, b in chunks(len(y), batch_size):
+def vog_raw(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
+            batch_size: int | None = None) -> torch.Tensor:
+    """Un-normalised VoG of each sample over ``models`` (the checkpoints), in chunks of samples: by
+    default as many as the activation budget allows one input-gradient pass (``sample_chunk``), each
+    sample also holding its K input gradients, their stack and its float64 copy (4 K input sizes in
+    float32 values). Only the (N,) scores outlive a chunk. Measured, airbench 32-64-64 on 5,000
+    CIFAR-shaped samples, peak RSS growth: +1.41 GB at 1024 samples a pass, +0.12 GB budgeted (75
+    samples a pass at K = 6)."""
+    out = torch.empty(len(y), dtype=torch.float64, device=x.device)
+    if len(y) and models:
+        batch_size = batch_size or sample_chunk(models[0], x, BACKWARD_COPIES, extra=4 * len(models) * x[0].numel())
+    for a, b in chunks(len(y), batch_size or 1):
         stack = torch.stack([true_logit_input_grads(m, x[a:b], y[a:b]) for m in models])  # (K, B, ...)
-        out.append(vog_per_sample(stack))
-    return torch.cat(out)
+        out[a:b] = vog_per_sample(stack)
+    return out
 
 
 def normalise_within_class(values: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -251,11 +259,21 @@ def vog(ctx):
     return normalise_within_class(vog_raw(models, ctx.x, ctx.y), ctx.y, ctx.num_classes)
 
 
+def _own_storage(t: torch.Tensor) -> torch.Tensor:
+    """t, or a copy of it where it is a view of a larger storage."""
+    return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()
+
+
 def input_hvp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     """Per-sample input Hessian-vector products H_i v_i with H_i = d^2 CE(f(x_i), y_i) / dx_i^2,
     forward-over-reverse (jvp of grad) and vmapped over the leading axis of ``vectors``
     (shape (V, *x.shape)). The loss is summed over the batch, which is exact since samples
-    do not interact in eval mode."""
+    do not interact in eval mode. x and the vectors are copied first when they are views of larger
+    tensors (a chunk of the pool): forward-mode AD gives a view's tangent the size of its base, so
+    every chunk would allocate two tensors the size of the whole pool (+1.2 GB a chunk at 50,000
+    CIFAR images)."""
+    x, vectors = _own_storage(x), _own_storage(vectors)
+
     def summed_loss(xb):
         return F.cross_entropy(model(xb), y, reduction="sum")
 
@@ -269,20 +287,43 @@ def input_hvp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, vectors:
 
 
 def rademacher(shape, generator: torch.Generator, device) -> torch.Tensor:
-    return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(device=device, dtype=torch.float32)
+    """Uniform +-1 entries in float32, drawn on the CPU from ``generator``: drawn as float32 directly
+    (the same values, and the same use of the stream, as drawing int64 and converting, without the
+    two int64 temporaries of twice the size each)."""
+    return torch.randint(0, 2, shape, generator=generator, dtype=torch.float32).mul_(2).sub_(1).to(device)
 
 
-def hutchinson_curvature(model, x, y, n_vectors: int, generator: torch.Generator, batch_size: int = 512) -> torch.Tensor:
+#: samples whose Rademacher vectors are drawn at once (n x this x the input size): the draws, hence
+#: the scores, do not depend on the chunks the products are computed in
+HVP_DRAWS = 512
+
+
+def hvp_copies(n_vectors: int) -> float:
+    """Copies of a sample's activation values that ``input_hvp`` holds with ``n_vectors`` vectors: the
+    reverse pass's and, per vector, its tangents' (measured as peak RSS, airbench on 32 x 32 images, 2
+    vectors: 6.0 (widths 32-64-64) and 5.3 (64-256-256) times the activation values)."""
+    return BACKWARD_COPIES * (1 + n_vectors)
+
+
+def hutchinson_curvature(model, x, y, n_vectors: int, generator: torch.Generator, batch_size: int = HVP_DRAWS,
+                         chunk: int | None = None) -> torch.Tensor:
     """Hutchinson estimate of Tr(H_i^2) = E_v || H_i v ||^2, v Rademacher, per sample.
 
-    The output is allocated once and filled chunk by chunk: a small result tensor per chunk
-    stays alive between the large Hessian-vector-product temporaries and pins the heap
-    (measured on a LeNet, 20k samples: +1.25 GB peak with a list of chunk results, +0.66 GB
-    filled in place; the same numbers)."""
+    The vectors are drawn for ``batch_size`` samples at a time, and their products computed in
+    chunks of ``chunk`` samples (default: as many as the activation budget allows, ``sample_chunk``
+    with ``hvp_copies``), so memory follows the activation size, not a sample count (airbench
+    32-64-64, 5,000 CIFAR-shaped samples, peak RSS growth: +2.40 GB at 512 samples a pass and views
+    of the pool, +0.15 GB budgeted, 30 a pass, see ``input_hvp``). The output is allocated once and filled
+    chunk by chunk: a small result tensor per chunk stays alive between the large
+    Hessian-vector-product temporaries and pins the heap (measured on a LeNet, 20k samples:
+    +1.25 GB peak with a list of chunk results, +0.66 GB filled in place; the same numbers)."""
     out = torch.empty(len(y), device=x.device)
+    chunk = chunk or sample_chunk(model, x, hvp_copies(n_vectors))
     for a, b in chunks(len(y), batch_size):
         v = rademacher((n_vectors, b - a, *x.shape[1:]), generator, x.device)
-        out[a:b] = input_hvp(model, x[a:b], y[a:b], v).pow(2).flatten(2).sum(dim=2).mean(dim=0)
+        for c, d in chunks(b - a, chunk):
+            hv = input_hvp(model, x[a + c:a + d], y[a + c:a + d], v[:, c:d])
+            out[a + c:a + d] = hv.pow(2).flatten(2).sum(dim=2).mean(dim=0)
     return out
 
 
@@ -308,33 +349,45 @@ def curvature_hvp(ctx, n_vectors: int = 2):
     return total / len(epochs)
 
 
-#: rows (samples x (probes + 1)) per input-gradient pass of the finite-difference curvature: bounds the
-#: backward pass's saved activations (measured on LeNet, 28 x 28 inputs, peak RSS after a warm-up:
-#: +89 MB at 512 rows, +365 MB at 2048, the same at N = 2000 and 8000; the time per row is about the same)
+#: rows (samples x (probes + 1)) whose probes are drawn at once by the finite-difference curvature: the
+#: draws, hence the scores, do not depend on the chunks the gradients are computed in. The gradient
+#: passes take as many rows as the activation budget allows (``sample_chunk``): airbench 32-64-64 on
+#: 5,000 CIFAR-shaped samples, 90 rows a pass, peak RSS growth +0.14 GB (+0.70 GB at 512 rows a pass);
+#: the time per row is about the same
 CURVATURE_ROWS = 512
 
 
-def input_loss_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d CE(f(x_i), y_i) / d x_i for every row: one reverse pass of the summed loss, exact because
-    samples do not interact in eval mode."""
-    def summed_loss(xb):
-        return F.cross_entropy(model(xb), y, reduction="sum")
+def input_loss_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     chunk: int | None = None) -> torch.Tensor:
+    """d CE(f(x_i), y_i) / d x_i for every row: one reverse pass of the summed loss per chunk of
+    ``chunk`` rows (default all), exact because samples do not interact in eval mode."""
+    def summed_loss(xb, yb):
+        return F.cross_entropy(model(xb), yb, reduction="sum")
 
-    with torch.no_grad():  # torch.func.grad still differentiates w.r.t. xb; this stops parameter graphs
-        return grad(summed_loss)(x)
+    if chunk is None or chunk >= len(y):
+        with torch.no_grad():  # torch.func.grad still differentiates w.r.t. xb; this stops parameter graphs
+            return grad(summed_loss)(x, y)
+    out = torch.empty_like(x)
+    for a, b in chunks(len(y), chunk):
+        with torch.no_grad():
+            out[a:b] = grad(summed_loss)(x[a:b], y[a:b])
+    return out
 
 
 def finite_difference_curvature(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_probes: int, h: float,
                                 generator: torch.Generator, rows: int = CURVATURE_ROWS) -> torch.Tensor:
     """(1/n) sum_j || g(x + h v_j) - g(x) ||_2 / h per sample, g = d CE / dx and v_j Rademacher: the
-    finite-difference estimate of E_v || H v || (Garg et al.'s code). The clean point and the n probes
-    of a chunk of samples go through one batched gradient pass ((n + 1) rows a sample)."""
+    finite-difference estimate of E_v || H v || (Garg et al.'s code). The probes are drawn for
+    ``rows`` // (n + 1) samples at a time; the clean points and probes of those samples ((n + 1)
+    rows a sample) go through batched gradient passes of as many rows as the activation budget
+    allows (``sample_chunk``)."""
     out = torch.empty(len(y), device=x.device)
+    pass_rows = sample_chunk(model, x, BACKWARD_COPIES)
     for a, b in chunks(len(y), max(1, rows // (n_probes + 1))):
         xb = x[a:b]
         v = rademacher((n_probes, b - a, *x.shape[1:]), generator, x.device)
         points = torch.cat([xb.unsqueeze(0), xb + h * v]).flatten(0, 1)  # probe-major: clean, probe 1, ...
-        g = input_loss_grads(model, points, y[a:b].repeat(n_probes + 1)).reshape(n_probes + 1, b - a, -1)
+        g = input_loss_grads(model, points, y[a:b].repeat(n_probes + 1), pass_rows).reshape(n_probes + 1, b - a, -1)
         out[a:b] = (g[1:] - g[0]).norm(dim=2).mean(dim=0) / h
     return out
 
@@ -369,12 +422,16 @@ def curvature(ctx, n_probes: int = 10, h: float = 1e-3):
     return total / len(epochs)
 
 
-def last_layer_grad_sq_norms(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def last_layer_grad_sq_norms(model, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """|| grad_{W,b} CE(head(embed(x_i)), y_i) ||^2 over the head's parameters, per sample, in
     closed form: the head is linear, z = W a + b, and dCE/dz = softmax(z) - onehot(y) = delta,
-    so ||grad_W||^2 + ||grad_b||^2 = ||delta||^2 (||a||^2 + 1) (no + 1 without a bias)."""
+    so ||grad_W||^2 + ||grad_b||^2 = ||delta||^2 (||a||^2 + 1) (no + 1 without a bias). No-grad
+    forward passes of ``batch_size`` samples, by default as many as the activation budget allows
+    (airbench 32-64-64, 5,000 CIFAR-shaped samples, peak RSS growth: +1.24 GB at 4096 samples a
+    pass, +0.11 GB budgeted, 360 a pass)."""
     out = torch.empty(len(y), device=x.device)
     bias = 1.0 if model.head.bias is not None else 0.0
+    batch_size = batch_size or sample_chunk(model, x, NO_GRAD_COPIES)
     with torch.no_grad():
         for a, b in chunks(len(y), batch_size):
             features = model.embed(x[a:b])

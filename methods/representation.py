@@ -12,7 +12,7 @@ from bench import register
 from bench.dynamics import margins
 from bench.train import predict_logits
 
-from ._common import chunks, layer_chunks, layer_representations
+from ._common import NO_GRAD_COPIES, chunks, layer_chunks, layer_representations, sample_chunk
 from .gradients import vog_epochs  # the evenly spaced checkpoints, without the added early epoch
 
 
@@ -26,10 +26,20 @@ def class_means(features: np.ndarray, y: np.ndarray, num_classes: int) -> np.nda
     return sums / np.maximum(np.bincount(y, minlength=num_classes), 1)[:, None]
 
 
+#: rows of the class-mean cosine computed at once (its (rows, D) float64 temporaries)
+COSINE_ROWS = 4096
+
+
 def cosine_to_class_mean(features: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
-    means = class_means(features, y, num_classes)[y]
-    dot = (features * means).sum(axis=1)
-    return dot / (np.linalg.norm(features, axis=1) * np.linalg.norm(means, axis=1) + 1e-12)
+    """cos(h_i, mu_{y_i}) per row, over ``COSINE_ROWS`` rows at a time: no (N, D) temporary."""
+    mu = class_means(features, y, num_classes)
+    mu_norm = np.linalg.norm(mu, axis=1)
+    out = np.empty(len(y), dtype=np.result_type(features, mu))
+    for a, b in chunks(len(y), COSINE_ROWS):
+        h, means = features[a:b], mu[y[a:b]]
+        dot = (h * means).sum(axis=1)
+        out[a:b] = dot / (np.linalg.norm(h, axis=1) * mu_norm[y[a:b]] + 1e-12)
+    return out
 
 
 @register(higher_is_harder=False, needs={"features"}, family="representation",
@@ -157,26 +167,37 @@ def prediction_depth(ctx, k: int = 30):
 def streamed_prediction_depths(model, x: torch.Tensor, y: np.ndarray, final_pred: np.ndarray, num_classes: int,
                                k: int = 30, support: np.ndarray | None = None) -> np.ndarray:
     """``prediction_depths`` of ``layer_representations(model, x)`` without holding every
-    layer of every sample: the support's layers are computed once, the queries' layer by
-    layer in chunks (one forward pass each), so memory is the support's representations plus
-    one chunk (LeNet, full MNIST: 0.6 GB of layers no longer held)."""
+    layer of every sample: the support's layers are computed once (filled in place, chunk by
+    chunk), the queries' layer by layer in chunks (one forward pass each), so memory is the
+    support's representations plus one chunk (LeNet, full MNIST: 0.6 GB of layers no longer
+    held). A query chunk is bounded by the distance budget and by the activation budget
+    (``sample_chunk``), whichever is smaller: the support's size alone let a chunk's forward
+    pass grow with N up to 2^24 / support rows (airbench 32-64-64, 5,000 CIFAR-shaped samples,
+    peak RSS growth +1.36 GB, of which +0.30 GB are the support's layers, now +0.38 GB)."""
     support_ids = torch.arange(len(y)) if support is None else torch.as_tensor(np.asarray(support))
-    searches = [SupportSearch(h.float(), support_ids, k) for h in layer_representations(model, x[support_ids])]
+    searches = [SupportSearch(h.float(), support_ids, k)
+                for h in layer_representations(model, x, rows=None if support is None else support_ids)]
     probes = np.empty((len(y), len(searches)), dtype=np.int64)
-    for a, b, layers in layer_chunks(model, x, batch_size=searches[0].query_chunk):
+    for a, b, layers in layer_chunks(model, x, batch_size=min(searches[0].query_chunk, sample_chunk(model, x))):
         ids = torch.arange(a, b)
         for layer, (h, search) in enumerate(zip(layers, searches)):
             probes[a:b, layer] = majority_label(search.neighbours(h.float().cpu(), ids).numpy(), y, num_classes)
     return depth_from_agreement(probes == final_pred[:, None])
 
 
-def sphere_class_radii(represent, x: torch.Tensor, y: torch.Tensor, num_classes: int, chunk: int = 1024) -> torch.Tensor:
+def sphere_class_radii(represent, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                       chunk: int | None = None) -> torch.Tensor:
     """R_c = sqrt(mean_{i in c} || u_i - mean_{j in c} u_j ||^2), u_i = r_i / || r_i || the representation
     ``represent(x_i)`` projected onto the unit sphere: the class manifold's RMS radius (Ciceri et al.'s
     code, as adapted in Pukowski & Lu's ``MyNN.radii``). Since || u_i || = 1, the mean squared distance
     is 1 - || mu_c ||^2 (a zero representation counts as u = 0: mean || u ||^2 - || mu_c ||^2 in
     general). Float64 sums over row chunks, so memory beyond the chunk's representation is O(C D)
-    (measured, LeNet's first block: +80 MB peak at 1024 rows a chunk, +321 MB at 4096, whatever N)."""
+    (measured, LeNet's first block: +80 MB peak at 1024 rows a chunk, +321 MB at 4096, whatever N).
+    Chunks of ``chunk`` rows; by default, for a module, as many as the activation budget allows
+    (``sample_chunk`` with 2 copies: the module's pass, then the chunk's unit vectors in float64),
+    else 1024."""
+    if chunk is None:
+        chunk = sample_chunk(represent, x, 2.0) if isinstance(represent, torch.nn.Module) else 1024
     count = torch.bincount(y, minlength=num_classes).double().clamp_min(1)
     sums, square_norms = None, torch.zeros(num_classes, dtype=torch.float64, device=y.device)
     with torch.no_grad():
@@ -255,5 +276,5 @@ def stragglers(ctx, shared_inversion: bool = False):
     for epoch in epochs:
         model = ctx.model_at(epoch)
         radii.append(sphere_class_radii(model.blocks[0], ctx.x, ctx.y, ctx.num_classes))
-        margin_rows.append(margins(predict_logits(model, ctx.x), ctx.y))
+        margin_rows.append(margins(predict_logits(model, ctx.x, sample_chunk(model, ctx.x, NO_GRAD_COPIES)), ctx.y))
     return straggler_scores(torch.stack(radii), torch.stack(margin_rows), ctx.y, shared_inversion, burn_in)

@@ -294,3 +294,92 @@ def test_closed_form_linear_norms_equal_vmap_grad_and_fall_back_for_convolutions
     np.testing.assert_allclose(closed, loop_grad_norms(mlp, x, y).detach(), rtol=1e-5)
     cnn = build_model("cnn", (1, 6, 6), 4, width=2).eval()
     assert linear_grad_norms(cnn, torch.randn(3, 1, 6, 6), torch.tensor([0, 1, 2])) is None
+
+
+# ---- chunked by the activation budget: the same scores as one unchunked pass --------------------
+def _small_airbench(seed=0):
+    torch.manual_seed(seed)
+    model = build_model("airbench", (3, 16, 16), 4, widths=[4, 4, 4]).eval()
+    with torch.no_grad():  # running statistics that move the scores
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _tiny_budget(monkeypatch, budget=1):
+    """An activation budget that makes every budgeted pass one sample (or row) long."""
+    import bench.context
+
+    monkeypatch.setattr(bench.context, "ACTIVATION_BUDGET", budget)
+
+
+def test_rademacher_draws_what_int64_draws_converted_did():
+    from methods.gradients import rademacher
+
+    for shape in [(2, 9, 3, 4, 4), (10, 7, 5), (1,)]:
+        g_old, g_new = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        old = (torch.randint(0, 2, shape, generator=g_old) * 2 - 1).to(dtype=torch.float32)
+        new = rademacher(shape, g_new, "cpu")
+        assert new.dtype == torch.float32 and torch.equal(new, old)
+        assert torch.equal(torch.rand(4, generator=g_old), torch.rand(4, generator=g_new))  # same use of the stream
+
+
+def test_hutchinson_in_budgeted_chunks_equals_one_pass_per_draw(monkeypatch):
+    from methods.gradients import rademacher
+
+    model, x, y = _small_airbench(), torch.randn(11, 3, 16, 16), torch.randint(0, 4, (11,))
+    g = torch.Generator().manual_seed(5)
+    expected = []
+    for a, b in [(0, 4), (4, 8), (8, 11)]:  # the previous code: one product per draw of 4 samples
+        v = rademacher((2, b - a, 3, 16, 16), g, "cpu")
+        expected.append(input_hvp(model, x[a:b], y[a:b], v).pow(2).flatten(2).sum(2).mean(0))
+    expected = torch.cat(expected)
+    _tiny_budget(monkeypatch)
+    got = hutchinson_curvature(model, x, y, 2, torch.Generator().manual_seed(5), batch_size=4)  # chunks of 1
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    got = hutchinson_curvature(model, x, y, 2, torch.Generator().manual_seed(5), batch_size=4, chunk=3)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_finite_difference_curvature_in_budgeted_passes_equals_one_pass(monkeypatch):
+    model, x, y = _small_airbench(1), torch.randn(9, 3, 16, 16), torch.randint(0, 4, (9,))
+    whole = finite_difference_curvature(model, x, y, 3, 1e-2, torch.Generator().manual_seed(2), rows=16)
+    _tiny_budget(monkeypatch)  # passes of one row
+    chunked = finite_difference_curvature(model, x, y, 3, 1e-2, torch.Generator().manual_seed(2), rows=16)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_vog_in_budgeted_chunks_equals_the_whole_stack(monkeypatch):
+    models = [_small_airbench(seed) for seed in range(3)]
+    x, y = torch.randn(10, 3, 16, 16), torch.randint(0, 4, (10,))
+    with torch.no_grad():
+        stack = torch.stack([torch.func.grad(lambda xb: m(xb).gather(1, y[:, None]).sum())(x) for m in models])
+    expected = vog_per_sample(stack)
+    _tiny_budget(monkeypatch)
+    np.testing.assert_allclose(vog_raw(models, x, y), expected, rtol=1e-5)
+    np.testing.assert_allclose(vog_raw(models, x, y, batch_size=4), expected, rtol=1e-5)
+
+
+def test_last_layer_grads_in_budgeted_passes_equal_one_pass(monkeypatch):
+    model, x, y = _small_airbench(2), torch.randn(9, 3, 16, 16), torch.randint(0, 4, (9,))
+    whole = last_layer_grad_sq_norms(model, x, y, batch_size=9)
+    _tiny_budget(monkeypatch)
+    np.testing.assert_allclose(last_layer_grad_sq_norms(model, x, y), whole, rtol=1e-5)
+
+
+def test_budgeted_chunks_follow_the_activation_size():
+    from methods._common import BACKWARD_COPIES, activation_budget, activation_values, sample_chunk
+
+    mlp = build_model("mlp", (6,), 3, hidden=[5, 4])
+    # input 6, Flatten 6, Linear 5, ReLU 5, Linear 4, ReLU 4, head 3
+    assert activation_values(mlp, torch.randn(2, 6)) == 33
+    mlp.train()
+    assert sample_chunk(mlp, torch.randn(2, 6), BACKWARD_COPIES, budget=660) == 10 and mlp.training
+    assert sample_chunk(mlp, torch.randn(2, 6), 1, extra=33, budget=660) == 10
+    assert sample_chunk(mlp, torch.randn(2, 6), budget=1) == 1  # at least one sample
+    small, wide = (build_model("airbench", (3, 32, 32), 10, widths=w).eval() for w in ([8, 8, 8], [32, 64, 64]))
+    x = torch.randn(2, 3, 32, 32)
+    assert sample_chunk(wide, x) < sample_chunk(small, x)  # a wider network, fewer samples a pass
+    assert activation_budget("cpu") < activation_budget("cuda")

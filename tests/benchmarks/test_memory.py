@@ -29,6 +29,13 @@ Two instruments:
     methods (prediction_depth, knn_disagreement, prototypicality; an MLP 64-64-64-10) are measured
     at N = 8192 and 16384, where the chunking is in force; ``layer_representations`` with LeNet at
     N = 8000 and 16000; numpy-only parts (class-mean cosine, k-NN vote count) also by tracemalloc.
+(d) Every method on a full-MNIST-shaped run (LeNet-5, 60,000 28 x 28 inputs): at most +300 MB.
+(e) Every method on a full-CIFAR-10-shaped run (the cifar10 recipe's airbench, widths 64-256-256, 50,000
+    3 x 32 x 32 inputs, its 6 checkpoints and 4 early runs): at most +1.5 GB. Every pass over samples
+    is chunked by the activation budget (``bench.context.ACTIVATION_BUDGET`` values over a sample's
+    activation values), so this does not grow with N; ``tests/test_scoring_memory.py`` checks the
+    growth from N to 4N on a small airbench in the normal suite. ``HARDBENCH_MEMORY_N`` sets N for
+    (d) and (e) (the curvatures take hours single-threaded at full size).
 """
 from __future__ import annotations
 
@@ -252,14 +259,39 @@ def _mnist_context(n):
                         early_runs=early, folds=folds, ensemble=ensemble, lrs=np.full(recipe.epochs, recipe.lr))
 
 
-def _mnist_method_probe(name):
+def _cifar_context(n):
+    """A context shaped as a full-CIFAR-10 run of the cifar10 recipe (airbench 64-256-256; 50,000
+    3 x 32 x 32 inputs), built as ``_mnist_context`` is, from untrained airbench states."""
+    from bench.context import FoldPredictions
+    from bench.recipes import RECIPES
+    from methods_support import dynamics_from, make_context
+
+    recipe, shape = RECIPES["cifar10"], (3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
+    torch.manual_seed(0)
+    checkpoints = {e: recipe.build(shape, 10).state_dict() for e in recipe.checkpoint_epochs()}
+    early = [recipe.build(shape, 10).state_dict() for _ in range(recipe.early_runs)]
+    p_y = rng.uniform(size=(n, recipe.epochs)).astype(np.float32)
+    dynamics = dynamics_from(p_y=p_y, margin=rng.normal(size=(n, recipe.epochs)))
+    probs = rng.dirichlet(np.ones(10), size=(recipe.fold_repeats, n)).astype(np.float32)
+    folds = FoldPredictions(probs, rng.integers(0, recipe.folds, (recipe.fold_repeats, n)))
+    extra = recipe.early_runs - 1
+    ensemble = {"aum": rng.normal(size=(extra, n)).astype(np.float32),
+                "logits": rng.normal(size=(extra, n, 10)).astype(np.float32)}
+    return make_context(x, y, 10, recipe=recipe, dynamics=dynamics, eval_dynamics=dynamics, checkpoints=checkpoints,
+                        early_runs=early, folds=folds, ensemble=ensemble, lrs=np.full(recipe.epochs, recipe.lr))
+
+
+def _mnist_method_probe(name, build=None):
     def probe(n):
         import time
 
         from bench.registry import get_method, load_builtin_methods
 
         load_builtin_methods()
-        ctx = _mnist_context(n)
+        ctx = (build or _mnist_context)(n)
 
         def call():
             start = time.process_time()  # CPU time, one thread: what a shared machine cannot inflate
@@ -280,6 +312,7 @@ def _all_methods():
 PROBES = {"recorder": _recorder_probe, "layer_representations": _layers_probe,
           **{name: _method_probe(name) for name in ("prediction_depth", "knn_disagreement", "prototypicality")},
           **{f"mnist:{name}": _mnist_method_probe(name) for name in _all_methods()},
+          **{f"cifar:{name}": _mnist_method_probe(name, _cifar_context) for name in _all_methods()},
           **{name: _helper_probe(name) for name in ("neighbours_excluding_self", "knn_probe_predictions",
                                                     "knn_disagreement_scores", "cosine_to_class_mean",
                                                     "full_distances")}}
@@ -416,3 +449,18 @@ def test_method_memory_on_full_mnist(rss_peak, name):
     print(f"\n{name}: N={N_MNIST}, peak RSS growth {m['peak'] / MB:.0f} MB, held after {m['held'] / MB:.0f} MB, "
           f"{m['seconds']:.1f} s CPU (one thread)")
     assert m["peak"] <= METHOD_LIMIT, f"{name} grew the RSS by {m['peak'] / MB:.0f} MB (> 300 MB)"
+
+
+# ---- (e) every method on full CIFAR-10 --------------------------------------------------------------
+N_CIFAR = int(os.environ.get("HARDBENCH_MEMORY_N", 50_000))
+CIFAR_LIMIT = 1500 * MB
+
+
+@pytest.mark.parametrize("name", _all_methods())
+def test_method_memory_on_full_cifar(rss_peak, name):
+    """Each method scored on a full-CIFAR-10-shaped run (``_cifar_context``) in a fresh process: the
+    peak RSS growth over the resting size is at most 1.5 GB."""
+    m = subprocess_peak(f"cifar:{name}", N_CIFAR)
+    print(f"\n{name}: N={N_CIFAR}, peak RSS growth {m['peak'] / MB:.0f} MB, held after {m['held'] / MB:.0f} MB, "
+          f"{m['seconds']:.1f} s CPU (one thread)")
+    assert m["peak"] <= CIFAR_LIMIT, f"{name} grew the RSS by {m['peak'] / MB:.0f} MB (> 1.5 GB)"
