@@ -82,6 +82,7 @@ RECIPES = {
     "cifar10": AIRBENCH,
     "cifar100": replace(AIRBENCH, epochs=30),
     "cifar10n": AIRBENCH,
+    "cifar10-jpeg": AIRBENCH,  # all of CIFAR-10 from its JPEG file; a measured 2-core recipe is still to come
     # the 4,000-image CIFAR-10N subset on 2 CPU cores: a narrower airbench net, more steps, no label smoothing
     # (it would blur the margins the dynamics methods read), one K-fold partition
     "cifar10n-4k": replace(AIRBENCH, model_kwargs={"widths": [32, 64, 64]}, epochs=40, batch_size=128, lr=0.1,
