@@ -17,7 +17,6 @@ to, not the same as, results on the original ones.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,23 +40,19 @@ def decode(stream: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return torch.stack(torchvision.io.decode_jpeg(files, mode=torchvision.io.ImageReadMode.RGB)).numpy()
 
 
-def load(data_root: str | Path = "data", noise: str | None = None):
-    """The dataset (``bench.data.Dataset``) with the ``noise`` label set (default ``clean``)."""
-    from .data import DatasetNotFound, _normalised
+def read(path: Path, noise: str | None = None) -> dict:
+    """The arrays of the file at ``path`` with the ``noise`` label set (default ``clean``): the
+    decoded images in [0, 1] as (N, 3, 32, 32) float32, the given and clean train labels, the test
+    labels and the C-scores (``bench.data.load_cifar10_jpeg`` makes the dataset of them)."""
     from .errors import UnknownName
 
     noise = noise or "clean"
     if noise not in LABELS:
         raise UnknownName(f"{NAME} noise option", noise, LABELS)
-    path = Path(data_root) / FILE
-    if not path.exists():
-        raise DatasetNotFound(f"CIFAR-10 JPEG file not found: expected {path} (the file {FILE} under --data-root "
-                              f"{data_root}; its README says what it holds)")
     with np.load(path) as z:
-        x_train = decode(z["train_jpeg"], z["train_offsets"]).astype(np.float32) / 255.0
-        x_test = decode(z["test_jpeg"], z["test_offsets"]).astype(np.float32) / 255.0
-        clean, given = z["y_train"].astype(np.int64), z[LABELS[noise]].astype(np.int64)
-        y_test, cscores = z["y_test"].astype(np.int64), z["cscore_train"].astype(np.float32)
-    data = _normalised(NAME if noise == "clean" else f"{NAME}-{noise}", x_train, given, x_test, y_test, 10)
-    return replace(data, y_clean_train=None if noise == "clean" else torch.as_tensor(clean),
-                   hardness_train=torch.as_tensor(-cscores), layout_note=LAYOUT_NOTE)
+        return {"name": NAME if noise == "clean" else f"{NAME}-{noise}",
+                "x_train": decode(z["train_jpeg"], z["train_offsets"]).astype(np.float32) / 255.0,
+                "x_test": decode(z["test_jpeg"], z["test_offsets"]).astype(np.float32) / 255.0,
+                "y_train": z[LABELS[noise]].astype(np.int64), "y_test": z["y_test"].astype(np.int64),
+                "y_clean": None if noise == "clean" else z["y_train"].astype(np.int64),
+                "cscores": z["cscore_train"].astype(np.float32)}

@@ -366,6 +366,20 @@ def load_cifar_n(name: str, data_root: str | Path = "data", download: bool = Fal
                    y_train=torch.as_tensor(noisy), y_clean_train=data.y_train)
 
 
+def load_cifar10_jpeg(data_root: str | Path = "data", noise: str | None = None) -> Dataset:
+    """All of CIFAR-10 from ``<data_root>/cifar10-jpeg/cifar10_jpeg.npz`` (``bench.cifar_jpeg``):
+    the ``noise`` label set, the clean labels as ``y_clean_train`` where they differ, the C-scores
+    as ``hardness_train`` = -score, a layout note that says the pixels are lossy JPEG."""
+    path = Path(data_root) / cifar_jpeg.FILE
+    if not path.exists():
+        raise DatasetNotFound(f"CIFAR-10 JPEG file not found: expected {path} (the file {cifar_jpeg.FILE} under "
+                              f"--data-root {data_root}; its README says what it holds)")
+    a = cifar_jpeg.read(path, noise)
+    data = _normalised(a["name"], a["x_train"], a["y_train"], a["x_test"], a["y_test"], 10)
+    return replace(data, y_clean_train=None if a["y_clean"] is None else torch.as_tensor(a["y_clean"]),
+                   hardness_train=torch.as_tensor(-a["cscores"]), layout_note=cifar_jpeg.LAYOUT_NOTE)
+
+
 def with_cscores(data: Dataset, data_root: str | Path) -> Dataset:
     """Attach C-scores (Jiang et al. 2021) from ``<data_root>/cscores/<name>-cscores-orig-order.npz``
     when that file exists, as ``hardness_train`` = -score (a high C-score means easy). The
@@ -410,7 +424,7 @@ def load_dataset(name: str, data_root: str | Path = "data", download: bool = Fal
     elif name in CIFAR_N:
         data = with_cscores(load_cifar_n(name, data_root, download, noise), data_root)
     elif name == cifar_jpeg.NAME:
-        data = cifar_jpeg.load(data_root, noise)
+        data = load_cifar10_jpeg(data_root, noise)
     elif name.startswith("npz:"):
         data = load_npz(name[4:], layout)
     else:
