@@ -40,15 +40,20 @@ def decode(stream: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return torch.stack(torchvision.io.decode_jpeg(files, mode=torchvision.io.ImageReadMode.RGB)).numpy()
 
 
+def label_set(noise: str | None) -> str:
+    """The ``--noise`` option, checked: ``clean`` where none is given."""
+    from .errors import UnknownName
+
+    if (noise or "clean") not in LABELS:
+        raise UnknownName(f"{NAME} noise option", noise, LABELS)
+    return noise or "clean"
+
+
 def read(path: Path, noise: str | None = None) -> dict:
     """The arrays of the file at ``path`` with the ``noise`` label set (default ``clean``): the
     decoded images in [0, 1] as (N, 3, 32, 32) float32, the given and clean train labels, the test
     labels and the C-scores (``bench.data.load_cifar10_jpeg`` makes the dataset of them)."""
-    from .errors import UnknownName
-
-    noise = noise or "clean"
-    if noise not in LABELS:
-        raise UnknownName(f"{NAME} noise option", noise, LABELS)
+    noise = label_set(noise)
     with np.load(path) as z:
         return {"name": NAME if noise == "clean" else f"{NAME}-{noise}",
                 "x_train": decode(z["train_jpeg"], z["train_offsets"]).astype(np.float32) / 255.0,

@@ -370,7 +370,7 @@ def load_cifar10_jpeg(data_root: str | Path = "data", noise: str | None = None) 
     """All of CIFAR-10 from ``<data_root>/cifar10-jpeg/cifar10_jpeg.npz`` (``bench.cifar_jpeg``):
     the ``noise`` label set, the clean labels as ``y_clean_train`` where they differ, the C-scores
     as ``hardness_train`` = -score, a layout note that says the pixels are lossy JPEG."""
-    path = Path(data_root) / cifar_jpeg.FILE
+    noise, path = cifar_jpeg.label_set(noise), Path(data_root) / cifar_jpeg.FILE
     if not path.exists():
         raise DatasetNotFound(f"CIFAR-10 JPEG file not found: expected {path} (the file {cifar_jpeg.FILE} under "
                               f"--data-root {data_root}; its README says what it holds)")
