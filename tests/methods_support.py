@@ -75,3 +75,20 @@ def loop_grad_norms(model, x, y):
         F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
         norms.append(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters())))
     return torch.stack(norms)
+
+
+def rss_status() -> dict[str, int]:
+    """This process's current (``VmRSS``) and peak (``VmHWM``) resident memory, in bytes (Linux)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from methods_support import reset_peak_rss, rss_status
 
 MB = 1e6
 N = 96
@@ -41,23 +42,12 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-def _status() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
 def _peak_growth(call) -> int:
     """Peak RSS growth over the current RSS while ``call()`` runs, in bytes."""
-    before = _status()["VmRSS"]
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    before = rss_status()["VmRSS"]
+    reset_peak_rss()
     call()
-    return _status()["VmHWM"] - before
+    return rss_status()["VmHWM"] - before
 
 
 def _context(n: int):
@@ -107,9 +97,8 @@ def _main(sizes: list[int]):
 @pytest.fixture(scope="module")
 def peaks() -> dict[str, dict[int, int]]:
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        assert "VmHWM" in _status()
+        reset_peak_rss()
+        assert "VmHWM" in rss_status()
     except (OSError, AssertionError):
         pytest.skip("peak RSS needs Linux /proc/self/status and a writable /proc/self/clear_refs")
     code = (f"import sys; sys.path[:0] = [{str(TESTS)!r}, {str(ROOT)!r}]; "

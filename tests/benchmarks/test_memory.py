@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from methods_support import reset_peak_rss, rss_status
 
 MB = 1e6
 LINEAR = 2.5
@@ -57,27 +58,12 @@ ROOT = TESTS.parent
 
 
 # ---- instruments -------------------------------------------------------------------------------
-def _status() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def _reset_peak_rss():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 @pytest.fixture
 def rss_peak():
     """Skips where the peak RSS cannot be reset and read (not Linux, or /proc/self/clear_refs not writable)."""
     try:
-        _reset_peak_rss()
-        assert "VmHWM" in _status()
+        reset_peak_rss()
+        assert "VmHWM" in rss_status()
     except (OSError, AssertionError):
         pytest.skip("peak RSS needs Linux /proc/self/status and a writable /proc/self/clear_refs")
 
@@ -112,10 +98,10 @@ def _probe_main(probe: str, n: int):
     torch.set_num_threads(1)
     PROBES[probe](64)()  # warm-up: lazy imports, thread pools, allocator arenas
     call = PROBES[probe](n)
-    before = _status()["VmRSS"]
-    _reset_peak_rss()
+    before = rss_status()["VmRSS"]
+    reset_peak_rss()
     extra = call() or {}
-    after = _status()
+    after = rss_status()
     extra = {(k[:-4] if k.endswith("_abs") else k): (v - before if k.endswith("_abs") else v) for k, v in extra.items()}
     print(json.dumps({"peak": after["VmHWM"] - before, "held": after["VmRSS"] - before, **extra}))
 
@@ -159,7 +145,7 @@ def _recorder_probe(n):
             total, big = _tensor_bytes(recorder)  # the epoch's logits are all collected now
             held, largest = max(held, total), max(largest, big)
             recorder.end_epoch(epoch)
-        recording_peak = _status()["VmHWM"]
+        recording_peak = rss_status()["VmHWM"]
         dynamics = recorder.result()
         assert dynamics.margin.shape == (n, E_REC)
         return {"recording_peak_abs": recording_peak, "tensor_bytes": held, "largest_numel": largest,
@@ -232,46 +218,21 @@ def _helper_probe(name, d=16, k=30, num_classes=10):
     return probe
 
 
-def _mnist_context(n):
-    """A context shaped as a full-MNIST run of the MNIST recipe (LeNet-5; 60,000 28x28 inputs):
-    every part a method may read, at its real size, from untrained LeNet states (memory does
-    not depend on the weights' values) and synthetic dynamics and fold probabilities."""
+def _run_context(recipe_name: str, shape: tuple, n: int, draw=torch.rand):
+    """A context shaped as a full run of a dataset's recipe on ``n`` inputs of ``shape`` drawn by
+    ``draw``: every part a method may read, at its real size, from untrained states of the recipe's
+    model (memory does not depend on the weights' values) and synthetic dynamics and fold probabilities."""
     from bench.context import FoldPredictions
     from bench.recipes import RECIPES
     from methods_support import dynamics_from, make_context
 
-    recipe = RECIPES["mnist"]
+    recipe = RECIPES[recipe_name]
     g = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
-    x, y = torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+    x, y = draw(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
     torch.manual_seed(0)
-    states = [recipe.build((1, 28, 28), 10).state_dict() for _ in range(len(recipe.checkpoint_epochs()))]
+    states = [recipe.build(shape, 10).state_dict() for _ in range(len(recipe.checkpoint_epochs()))]
     checkpoints = dict(zip(recipe.checkpoint_epochs(), states))
-    early = [recipe.build((1, 28, 28), 10).state_dict() for _ in range(recipe.early_runs)]
-    p_y = rng.uniform(size=(n, recipe.epochs)).astype(np.float32)
-    dynamics = dynamics_from(p_y=p_y, margin=rng.normal(size=(n, recipe.epochs)))
-    probs = rng.dirichlet(np.ones(10), size=(recipe.fold_repeats, n)).astype(np.float32)
-    folds = FoldPredictions(probs, rng.integers(0, recipe.folds, (recipe.fold_repeats, n)))
-    extra = recipe.early_runs - 1
-    ensemble = {"aum": rng.normal(size=(extra, n)).astype(np.float32),
-                "logits": rng.normal(size=(extra, n, 10)).astype(np.float32)}
-    return make_context(x, y, 10, recipe=recipe, dynamics=dynamics, eval_dynamics=dynamics, checkpoints=checkpoints,
-                        early_runs=early, folds=folds, ensemble=ensemble, lrs=np.full(recipe.epochs, recipe.lr))
-
-
-def _cifar_context(n):
-    """A context shaped as a full-CIFAR-10 run of the cifar10 recipe (airbench 64-256-256; 50,000
-    3 x 32 x 32 inputs), built as ``_mnist_context`` is, from untrained airbench states."""
-    from bench.context import FoldPredictions
-    from bench.recipes import RECIPES
-    from methods_support import dynamics_from, make_context
-
-    recipe, shape = RECIPES["cifar10"], (3, 32, 32)
-    g = torch.Generator().manual_seed(0)
-    rng = np.random.default_rng(0)
-    x, y = torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
-    torch.manual_seed(0)
-    checkpoints = {e: recipe.build(shape, 10).state_dict() for e in recipe.checkpoint_epochs()}
     early = [recipe.build(shape, 10).state_dict() for _ in range(recipe.early_runs)]
     p_y = rng.uniform(size=(n, recipe.epochs)).astype(np.float32)
     dynamics = dynamics_from(p_y=p_y, margin=rng.normal(size=(n, recipe.epochs)))
@@ -282,6 +243,16 @@ def _cifar_context(n):
                 "logits": rng.normal(size=(extra, n, 10)).astype(np.float32)}
     return make_context(x, y, 10, recipe=recipe, dynamics=dynamics, eval_dynamics=dynamics, checkpoints=checkpoints,
                         early_runs=early, folds=folds, ensemble=ensemble, lrs=np.full(recipe.epochs, recipe.lr))
+
+
+def _mnist_context(n):
+    """A full-MNIST run of the MNIST recipe (LeNet-5; 60,000 28x28 inputs), uniform pixels."""
+    return _run_context("mnist", (1, 28, 28), n)
+
+
+def _cifar_context(n):
+    """A full-CIFAR-10 run of the cifar10 recipe (airbench 64-256-256; 50,000 3 x 32 x 32 inputs)."""
+    return _run_context("cifar10", (3, 32, 32), n, draw=torch.randn)
 
 
 def _mnist_method_probe(name, build=None):
